@@ -1,0 +1,167 @@
+"""The record: one flat row per case, and the schema of ``records.parquet``.
+
+This module is the single source of truth for column names and types. It imports
+nothing heavier than the standard library so that every layer (runner, reports,
+gate) can depend on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# Outcome of one case. ``ok`` is the only status whose metrics are meaningful.
+STATUSES = ("ok", "failed", "timeout", "diverged", "unavailable", "skipped")
+
+# (name, kind): kind is one of "str", "float", "int", "floats" (a list of floats).
+# The order here is the column order of records.parquet.
+SCHEMA: tuple[tuple[str, str], ...] = (
+    # identity
+    ("run_id", "str"),
+    ("case_id", "str"),
+    ("suite", "str"),
+    ("problem", "str"),
+    ("problem_params", "str"),  # JSON text, keys sorted
+    ("method", "str"),
+    ("method_params", "str"),  # JSON text, keys sorted
+    ("backend", "str"),  # the library behind the method: odebench, torchdiffeq, diffrax, torchode, fd
+    ("solver", "str"),
+    ("rtol", "float"),
+    ("atol", "float"),
+    ("dtype", "str"),
+    ("device", "str"),
+    ("seed", "int"),
+    # outcome
+    ("status", "str"),
+    ("error", "str"),
+    # size
+    ("n_state", "int"),
+    ("n_params", "int"),
+    ("n_save_times", "int"),
+    # accuracy
+    ("loss", "float"),
+    ("grad_rel_err", "float"),
+    ("grad_max_abs_err", "float"),
+    ("grad_cosine", "float"),
+    ("reference", "str"),  # analytic | tight
+    ("reference_err", "float"),  # estimated relative error of the reference itself
+    ("consistency_err", "float"),  # vs discrete backprop of the same library, solver, tolerance
+    ("consistency_method", "str"),
+    ("fd_err", "float"),  # vs central differences of this method's own forward loss
+    # work
+    ("nfe_forward", "int"),
+    ("nfe_backward", "int"),
+    ("steps_forward", "int"),
+    ("steps_backward", "int"),
+    ("rejected_forward", "int"),
+    ("rejected_backward", "int"),
+    # time
+    ("time_forward_s", "float"),
+    ("time_backward_s", "float"),
+    ("time_total_s", "float"),
+    ("time_total_iqr_s", "float"),
+    ("time_samples_s", "floats"),
+    ("compile_time_s", "float"),
+    ("repeats", "int"),
+    # memory
+    ("peak_memory_bytes", "int"),
+    ("memory_source", "str"),  # cuda | jax | rss
+    # bookkeeping
+    ("case_wall_s", "float"),  # the whole case, set-up and checks included
+    ("finished_at", "str"),  # UTC ISO time
+)
+
+COLUMNS: tuple[str, ...] = tuple(name for name, _ in SCHEMA)
+KINDS: dict[str, str] = dict(SCHEMA)
+
+# What makes two records "the same case" across runs (the gate matches on these).
+IDENTITY_COLUMNS: tuple[str, ...] = (
+    "problem",
+    "problem_params",
+    "method",
+    "method_params",
+    "rtol",
+    "atol",
+    "dtype",
+    "device",
+    "seed",
+)
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "grad_rel_err",
+    "grad_max_abs_err",
+    "grad_cosine",
+    "consistency_err",
+    "fd_err",
+    "nfe_forward",
+    "nfe_backward",
+    "steps_forward",
+    "steps_backward",
+    "time_forward_s",
+    "time_backward_s",
+    "time_total_s",
+    "peak_memory_bytes",
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One case's outcome. Every field is a plain Python value (JSON-able)."""
+
+    run_id: str = ""
+    case_id: str = ""
+    suite: str = ""
+    problem: str = ""
+    problem_params: str = "{}"
+    method: str = ""
+    method_params: str = "{}"
+    backend: str = ""
+    solver: str = ""
+    rtol: float | None = None
+    atol: float | None = None
+    dtype: str = ""
+    device: str = ""
+    seed: int | None = None
+    status: str = "failed"
+    error: str = ""
+    n_state: int | None = None
+    n_params: int | None = None
+    n_save_times: int | None = None
+    loss: float | None = None
+    grad_rel_err: float | None = None
+    grad_max_abs_err: float | None = None
+    grad_cosine: float | None = None
+    reference: str = ""
+    reference_err: float | None = None
+    consistency_err: float | None = None
+    consistency_method: str = ""
+    fd_err: float | None = None
+    nfe_forward: int | None = None
+    nfe_backward: int | None = None
+    steps_forward: int | None = None
+    steps_backward: int | None = None
+    rejected_forward: int | None = None
+    rejected_backward: int | None = None
+    time_forward_s: float | None = None
+    time_backward_s: float | None = None
+    time_total_s: float | None = None
+    time_total_iqr_s: float | None = None
+    time_samples_s: list[float] = field(default_factory=list)
+    compile_time_s: float | None = None
+    repeats: int | None = None
+    peak_memory_bytes: int | None = None
+    memory_source: str = ""
+    case_wall_s: float | None = None
+    finished_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+if tuple(f.name for f in fields(Record)) != COLUMNS:  # pragma: no cover - guards edits
+    raise ImportError("Record fields and SCHEMA columns are out of sync")

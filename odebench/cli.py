@@ -1,0 +1,59 @@
+"""The ``odebench`` command line: one sub-command per module, imported on demand.
+
+Each command module exposes ``configure(parser)`` (cheap: no torch or jax import)
+and ``main(args) -> int`` (the exit status). :class:`odebench.UsageError` raised
+anywhere becomes a clear message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ._errors import UsageError
+from ._version import __version__
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("odebench.runner._cli", "run a suite file and write a results folder"),
+    "report": ("odebench.report._cli", "write report.md, index.html and figures from results folders"),
+    "compare": ("odebench.compare", "side-by-side table of two runs"),
+    "gate": ("odebench.gate._cli", "check a run against a baseline; exit 1 on regression"),
+    "export": ("odebench.export", "export timings in pytest-benchmark's JSON layout"),
+    "list": ("odebench.runner._list", "list problems or methods, with what is unavailable and why"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="odebench",
+        description="How right, how fast and how big is the gradient of an ODE solve, for every way of computing it?",
+    )
+    parser.add_argument("--version", action="version", version=f"odebench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).configure(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except UsageError as exc:
+        print(f"odebench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("odebench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

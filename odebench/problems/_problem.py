@@ -1,0 +1,100 @@
+"""The Problem: one ODE, its parameters, save times and loss, written once against ``xp``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class ProblemError(ValueError):
+    """A problem definition or factory argument that is not valid; the message says why."""
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """An ODE ``dy/dt = vector_field(t, y, params, xp)`` with a scalar loss on its solution.
+
+    The vector field and the loss are written against an array namespace ``xp``
+    (``torch``, ``jax.numpy`` or ``numpy``), so every backend integrates the very same
+    mathematics. ``t`` is passed as a Python float.
+
+    Attributes:
+        name: registry name (or the factory path) of the problem.
+        vector_field: ``f(t, y, params, xp) -> dy/dt``; ``params`` maps names to arrays.
+        y0: initial state, any shape (a leading batch axis is allowed).
+        params: the parameters the gradient is taken with respect to.
+        t: save times, strictly increasing; ``t[0]`` is the start time.
+        loss: ``loss(ys, xp) -> scalar`` with ``ys`` of shape ``(len(t), *y0.shape)``.
+        exact_gradient: ``() -> {"y0": array, <param>: array}`` where a closed form exists.
+        description: one paragraph: what it is, where it comes from, what it stresses.
+        stiff: whether explicit methods need many steps for stability rather than accuracy.
+        max_steps: a step budget generous enough for explicit solvers at tight tolerances.
+        config: the keyword arguments the factory was called with (for caching and reports).
+    """
+
+    name: str
+    vector_field: Callable[..., Any]
+    y0: np.ndarray
+    params: dict[str, np.ndarray]
+    t: np.ndarray
+    loss: Callable[..., Any]
+    exact_gradient: Callable[[], dict[str, np.ndarray]] | None = None
+    description: str = ""
+    stiff: bool = False
+    max_steps: int = 100_000
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        y0 = np.asarray(self.y0, dtype=np.float64)
+        t = np.asarray(self.t, dtype=np.float64)
+        if y0.ndim == 0 or y0.size == 0:
+            raise ProblemError(f"problem {self.name!r}: y0 must be a non-empty array, got shape {y0.shape}")
+        if t.ndim != 1 or t.size < 2:
+            raise ProblemError(
+                f"problem {self.name!r}: t must be a 1-D array of at least 2 save times, got shape {t.shape}"
+            )
+        if not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
+            raise ProblemError(f"problem {self.name!r}: save times t must be finite and strictly increasing")
+        if not isinstance(self.params, dict):
+            raise ProblemError(f"problem {self.name!r}: params must be a dict of arrays, got {type(self.params).__name__}")
+        params = {}
+        for key, value in self.params.items():
+            if key == "y0":
+                raise ProblemError(f"problem {self.name!r}: 'y0' is reserved and cannot be a parameter name")
+            params[str(key)] = np.asarray(value, dtype=np.float64)
+        if not callable(self.vector_field) or not callable(self.loss):
+            raise ProblemError(f"problem {self.name!r}: vector_field and loss must be callable")
+        object.__setattr__(self, "y0", y0)
+        object.__setattr__(self, "t", t)
+        object.__setattr__(self, "params", params)
+
+    @property
+    def n_state(self) -> int:
+        return int(self.y0.size)
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    @property
+    def gradient_names(self) -> tuple[str, ...]:
+        """The parts of the gradient, in the order they are concatenated: y0, then params."""
+        return ("y0", *self.params.keys())
+
+    def flat_gradient(self, grads: dict[str, Any]) -> np.ndarray:
+        """Concatenate a gradient dict into one float64 vector in :attr:`gradient_names` order."""
+        parts = []
+        for key in self.gradient_names:
+            if key not in grads:
+                raise ProblemError(f"problem {self.name!r}: gradient is missing the part {key!r}")
+            part = np.asarray(grads[key], dtype=np.float64)
+            expected = self.y0.shape if key == "y0" else self.params[key].shape
+            if part.shape != expected:
+                raise ProblemError(
+                    f"problem {self.name!r}: gradient part {key!r} has shape {part.shape}, expected {expected}"
+                )
+            parts.append(part.reshape(-1))
+        return np.concatenate(parts)
