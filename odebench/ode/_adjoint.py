@@ -1,0 +1,299 @@
+"""Gradient modes that need a custom backward pass: backsolve, interpolated, checkpoint.
+
+Each mode is a small class with ``forward(y0) -> ys`` (run without a graph) and
+``backward(grad_ys) -> (grad_y0, grad_params)``; one ``torch.autograd.Function``
+plugs any of them into autograd.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import defaultdict
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ._core import ErrorNorm, Integrator, Step, Tape
+from ._stats import SolveStats
+
+
+_ENGINE = getattr(torch.autograd.Variable, "_execution_engine", None)
+
+
+def _vjp_engine(outputs, grad_outputs, inputs):
+    """``torch.autograd.grad(outputs, inputs, grad_outputs, allow_unused=True)``, leaner.
+
+    The Python wrapper of ``torch.autograd.grad`` (argument normalisation, logging
+    hooks, context stashing) costs about a fifth of a small network's VJP, and the
+    backward pass of an adjoint is one VJP per evaluation; so the engine is called
+    directly where this PyTorch exposes it, and through the public API otherwise.
+    """
+    if _ENGINE is not None:
+        return _ENGINE.run_backward(outputs, grad_outputs, False, False, inputs, True, accumulate_grad=False)
+    return torch.autograd.grad(outputs, inputs, grad_outputs, allow_unused=True)  # pragma: no cover
+
+
+class Counted:
+    """The user's vector field on flat states, counting evaluations per phase."""
+
+    def __init__(self, func, shape: torch.Size, stats: SolveStats):
+        self.func = func
+        self.shape = shape
+        self.flat = len(shape) == 1
+        self.stats = stats
+        self.phase = "forward"
+        self._checked = False
+
+    def shaped(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        """Evaluate on a state of the user's shape (no reshaping, so no extra graph nodes)."""
+        if self.phase == "forward":
+            self.stats.nfe_forward += 1
+        else:
+            self.stats.nfe_backward += 1
+        out = self.func(t, y)
+        if not self._checked:
+            if not isinstance(out, torch.Tensor) or out.shape != self.shape:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(f"the vector field returned {got}; expected a tensor of y's shape {tuple(self.shape)}")
+            self._checked = True
+        return out
+
+    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        if self.flat:
+            return self.shaped(t, y)
+        return self.shaped(t, y.view(self.shape)).reshape(-1)
+
+
+class _Mode:
+    """What the three custom modes share: the solve's pieces and the parameter VJP."""
+
+    def __init__(self, fn: Counted, integ: Integrator, integ_back: Integrator, ts: list[float],
+                 params: tuple[torch.Tensor, ...], seminorm: bool, checkpoints: int | None):
+        self.fn = fn
+        self.integ = integ
+        self.integ_back = integ_back
+        self.ts = ts
+        self.params = params
+        # Only parameters that require grad take part in the VJP (autograd.grad refuses others).
+        self.diff = [i for i, p in enumerate(params) if p.requires_grad]
+        self.diff_params = tuple(params[i] for i in self.diff)
+        self.param_sizes = tuple(p.numel() for p in self.diff_params)
+        self.part_sizes = (fn.shape.numel(), *self.param_sizes)
+        self._zeros: list[torch.Tensor] | None = None
+        self.seminorm = seminorm
+        self.checkpoints = checkpoints
+        self.stats = fn.stats
+
+    def _vjp(self, t: float, y: torch.Tensor, minus_a: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``f(t, y)`` and ``-a^T df/d(y, params)``, each part flattened."""
+        shape = self.fn.shape
+        with torch.enable_grad():
+            yv = y.view(shape).detach().requires_grad_(True)
+            f = self.fn.shaped(t, yv)
+            grads = _vjp_engine((f,), (minus_a.view(shape),), (yv, *self.diff_params))
+        if self._zeros is None:
+            self._zeros = [torch.zeros(size, dtype=y.dtype, device=y.device) for size in self.part_sizes]
+        parts = [z if g is None else g.reshape(-1) for g, z in zip(grads, self._zeros, strict=True)]
+        return f.detach().reshape(-1), parts
+
+    def _split_params(self, flat: torch.Tensor) -> list[torch.Tensor | None]:
+        out: list[torch.Tensor | None] = [None] * len(self.params)
+        offset = 0
+        for i, size in zip(self.diff, self.param_sizes, strict=True):
+            out[i] = flat[offset : offset + size].view_as(self.params[i])
+            offset += size
+        return out
+
+    def _count(self, phase: str, result) -> None:
+        self.stats.add(phase, steps=result.steps, rejected=result.rejected)
+
+    def forward(self, y0: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(self, grad_ys: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        raise NotImplementedError
+
+
+class Backsolve(_Mode):
+    """Continuous adjoint with the state solved backwards (Chen et al. 2018, NeurIPS).
+
+    The augmented state ``(y, a, g)`` is integrated from the last save time to the
+    first, one vector-Jacobian product per evaluation, with the adjoint jumping by
+    ``dL/dy(t_i)`` at each save time and ``y`` reset to its forward value there. With
+    ``seminorm`` the parameter channels are left out of the error norm (Kidger, Chen
+    and Lyons 2021, "Hey, that's not an ODE").
+    """
+
+    def forward(self, y0):
+        result = self.integ.solve(self.fn, y0, self.ts, ErrorNorm((y0.numel(),)))
+        self._count("forward", result)
+        self.ys = result.ys
+        return torch.stack(result.ys)
+
+    def backward(self, grad_ys):
+        self.fn.phase = "backward"
+        ys, ts = self.ys, self.ts
+        n = ys[0].numel()
+        sizes = (n, n, *self.param_sizes)
+        norm = ErrorNorm(sizes, n_included=2 if self.seminorm else None, device=ys[0].device, dtype=ys[0].dtype)
+
+        def augmented(t, z):
+            f, parts = self._vjp(t, z[:n], -z[n : 2 * n])
+            return torch.cat([f, *parts])
+
+        z = torch.cat([ys[-1], grad_ys[-1], ys[0].new_zeros(sum(self.param_sizes))])
+        h = None
+        for i in range(len(ts) - 1, 0, -1):
+            result = self.integ_back.solve(augmented, z, [ts[i], ts[i - 1]], norm, h0=h)
+            self._count("backward", result)
+            h, z = result.h_next, result.ys[-1]
+            z = torch.cat([ys[i - 1], z[n : 2 * n] + grad_ys[i - 1], z[2 * n :]])
+        return z[n : 2 * n], self._split_params(z[2 * n :])
+
+
+class _Taped(_Mode):
+    """Forward solve that keeps a :class:`Tape` of steps and thinned checkpoints."""
+
+    def forward(self, y0):
+        self.tape = Tape(self.checkpoints)
+        result = self.integ.solve(self.fn, y0, self.ts, ErrorNorm((y0.numel(),)), tape=self.tape)
+        self._count("forward", result)
+        self.stats.checkpoints = len(self.tape.states)
+        self.stats.checkpoint_stride = self.tape.stride
+        return torch.stack(result.ys)
+
+
+class Checkpoint(_Taped):
+    """Discrete adjoint: the exact gradient of the forward solve, with bounded memory.
+
+    Keeps ~sqrt(2N) states (see :class:`Tape`); the backward pass recomputes each
+    segment from its checkpoint with the recorded step sizes (bit-identical to the
+    forward pass) and backpropagates through it. Equal to ``backprop`` up to
+    round-off, for O(sqrt N) memory and one extra forward pass of compute
+    (Griewank and Walther, "Evaluating Derivatives", 2008, ch. 12).
+    """
+
+    def backward(self, grad_ys):
+        self.fn.phase = "backward"
+        tape, integ = self.tape, self.integ
+        saves: dict[int, list[tuple[int, float | None]]] = defaultdict(list)
+        for idx, (j, theta) in enumerate(tape.save_steps, start=1):
+            saves[j].append((idx, theta))
+        pgrads = [torch.zeros_like(p) for p in self.diff_params]
+        a = None
+        for first, last in reversed(tape.segments()):
+            with torch.enable_grad():
+                y_start = tape.states[first].detach().requires_grad_(True)
+                steps, f1s = integ.replay(self.fn, y_start, tape, first, last, want_f1=True)
+                outs, gouts = [], []
+                if a is not None:
+                    outs.append(steps[-1].y1)
+                    gouts.append(a)
+                for j in range(first, last):
+                    step = steps[j - first]
+                    for idx, theta in saves.get(j, ()):
+                        out = step.y1 if theta is None else integ.dense(step, self.ts[idx], f1s[j - first])
+                        outs.append(out)
+                        gouts.append(grad_ys[idx])
+                if not outs:
+                    a = torch.zeros_like(y_start)
+                    continue
+                grads = torch.autograd.grad(outs, [y_start, *self.diff_params], gouts, allow_unused=True)
+            a = grads[0] if grads[0] is not None else torch.zeros_like(y_start)
+            for k, g in enumerate(grads[1:]):
+                if g is not None:
+                    pgrads[k] += g
+            self.stats.steps_backward += last - first
+        out: list[torch.Tensor | None] = [None] * len(self.params)
+        for k, i in enumerate(self.diff):
+            out[i] = pgrads[k]
+        return a + grad_ys[0], out
+
+
+class _DenseTrajectory:
+    """The forward solution inside one segment, from the method's dense output."""
+
+    def __init__(self, integ: Integrator, steps: list[Step], f1s: list[torch.Tensor | None], direction: float):
+        self.integ = integ
+        self.steps = steps
+        self.f1s = f1s
+        self.direction = direction
+        self.keys = [direction * s.t for s in steps]
+
+    def __call__(self, t: float) -> torch.Tensor:
+        j = bisect_right(self.keys, self.direction * t) - 1
+        j = min(max(j, 0), len(self.steps) - 1)
+        return self.integ.dense(self.steps[j], t, self.f1s[j])
+
+
+class Interpolated(_Taped):
+    """Continuous adjoint that reads the forward state instead of solving it backwards.
+
+    The forward pass keeps checkpoints (see :class:`Tape`). Backwards, each segment is
+    re-solved from its checkpoint with the recorded steps, and the adjoint ``(a, g)``
+    is integrated over it with ``y(t)`` from the method's dense output: no backward
+    state integration, so it stays accurate where the forward dynamics contract and
+    backsolve's reconstruction blows up (the InterpolatingAdjoint of Rackauckas et al.
+    2020, "Universal differential equations"; see also Gholami et al. 2019, ANODE).
+    """
+
+    def backward(self, grad_ys):
+        self.fn.phase = "backward"
+        tape, ts = self.tape, self.ts
+        direction = 1.0 if ts[-1] > ts[0] else -1.0
+        y_ref = grad_ys[0]
+        n = y_ref.numel()
+        sizes = (n, *self.param_sizes)
+        norm = ErrorNorm(sizes, n_included=1 if self.seminorm else None, device=y_ref.device, dtype=y_ref.dtype)
+        z = y_ref.new_zeros(n + sum(self.param_sizes))
+        pending = len(ts) - 1  # the latest save time whose jump is not applied yet
+        h = None
+
+        def apply_jumps(z, t):
+            nonlocal pending
+            while pending >= 0 and direction * (ts[pending] - t) >= 0:
+                z = torch.cat([z[:n] + grad_ys[pending], z[n:]])
+                pending -= 1
+            return z
+
+        for first, last in reversed(tape.segments()):
+            with torch.no_grad():
+                steps, f1s = self.integ.replay(self.fn, tape.states[first], tape, first, last, want_f1=True)
+            trajectory = _DenseTrajectory(self.integ, steps, f1s, direction)
+
+            def adjoint(t, z, trajectory=trajectory):
+                _, parts = self._vjp(t, trajectory(t), -z[:n])
+                return torch.cat(parts)
+
+            t_hi, t_lo = tape.end_time(last - 1), tape.t0[first]
+            inner = [ts[i] for i in range(pending, -1, -1) if direction * (t_lo - ts[i]) < 0 < direction * (t_hi - ts[i])]
+            stops = [t_hi, *inner, t_lo]
+            for u, v in zip(stops[:-1], stops[1:], strict=True):
+                z = apply_jumps(z, u)
+                result = self.integ_back.solve(adjoint, z, [u, v], norm, h0=h)
+                self._count("backward", result)
+                h, z = result.h_next, result.ys[-1]
+        z = apply_jumps(z, ts[0])
+        return z[:n], self._split_params(z[n:])
+
+
+MODES: dict[str, type[_Mode]] = {
+    "backsolve": Backsolve,
+    "interpolated": Interpolated,
+    "checkpoint": Checkpoint,
+}
+
+
+class AdjointFunction(torch.autograd.Function):
+    """Plugs a gradient mode into autograd: inputs ``(mode, y0, *params)``, output ``ys``."""
+
+    @staticmethod
+    def forward(ctx, mode: _Mode, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        ctx.mode = mode
+        return mode.forward(y0.detach())
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_ys: torch.Tensor):
+        grad_y0, grad_params = ctx.mode.backward(grad_ys.contiguous())
+        return (None, grad_y0, *grad_params)

@@ -1,0 +1,414 @@
+"""The integration loop shared by every gradient mode.
+
+States are flat 1-D tensors here; :mod:`odebench.ode._odeint` reshapes at the boundary.
+Times and step sizes are Python floats, so the only host-device synchronisation per
+step is the error ratio that decides acceptance (step control truly needs it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+
+from ._errors import MaxStepsExceeded, NonFiniteSolution, StepSizeUnderflow
+from ._tableau import ButcherTableau
+
+VectorField = Callable[[float, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepControl:
+    """Tolerances and step-size control of one solve.
+
+    The step-size factor after a step with error ratio ``r`` is ``safety *
+    r**-(1/k - 0.75 beta) * r_prev**beta``, clipped to ``[dfactor, ifactor]``, with
+    ``k`` the error order (embedded order + 1). ``beta = 0`` (the default) is the
+    classical I controller; ``beta = 0.04`` is the PI controller of Hairer, Norsett
+    and Wanner (II.4, eq. 4.13a), smoother on mildly stiff problems.
+    With ``step_size`` or ``n_steps`` the solve is fixed-step and the error estimate,
+    if any, is not used.
+    """
+
+    rtol: float = 1e-6
+    atol: float = 1e-6
+    safety: float = 0.9
+    ifactor: float = 10.0
+    dfactor: float = 0.2
+    beta: float = 0.0
+    max_steps: int = 100_000
+    step_size: float | None = None
+    n_steps: int | None = None
+    first_step: float | None = None
+    exact_save_times: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        return self.step_size is not None or self.n_steps is not None
+
+
+class _Coefficients:
+    """A tableau's coefficients as tensors of one dtype and device."""
+
+    def __init__(self, tableau: ButcherTableau, dtype: torch.dtype, device: torch.device):
+        as_t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
+        s = tableau.stages
+        self.c = [float(x) for x in tableau.c]
+        self.a_rows = [as_t(tableau.a[i, :i]) for i in range(s)]
+        self.b = as_t(tableau.b)
+        self.b_err = None if tableau.b_err is None else as_t(tableau.b_err)
+        self.dense = as_t(tableau.dense)
+        self.dense_exponents = as_t(range(1, tableau.dense.shape[1] + 1))
+
+
+@lru_cache(maxsize=64)
+def coefficients(tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> _Coefficients:
+    return _Coefficients(tableau, dtype, device)
+
+
+class ErrorNorm:
+    """RMS norm of the scaled error, or the max of per-group RMS norms (a mixed norm).
+
+    ``sizes`` splits the flat state into consecutive groups; only the first
+    ``n_included`` groups count (the others are left out: the seminorm of Kidger,
+    Chen and Lyons 2021). Calling it returns a Python float: the accept/reject
+    decision needs the value on the host anyway.
+    """
+
+    def __init__(self, sizes: tuple[int, ...], n_included: int | None = None, device=None, dtype=None):
+        n_included = len(sizes) if n_included is None else n_included
+        self.length = int(sum(sizes[:n_included]))
+        self.sizes = tuple(s for s in sizes[:n_included] if s > 0)
+        self.inv_sqrt = 1.0 / math.sqrt(max(self.length, 1))
+        if len(self.sizes) > 1:
+            self.lengths = torch.tensor(self.sizes, device=device)
+
+    def __call__(self, q: torch.Tensor) -> float:
+        if q.shape[0] != self.length:
+            q = q[: self.length]
+        if len(self.sizes) <= 1:
+            return float(torch.linalg.vector_norm(q)) * self.inv_sqrt
+        means = torch.segment_reduce(q * q, "mean", lengths=self.lengths)
+        return math.sqrt(float(means.max()))
+
+
+@dataclass
+class Step:
+    """One Runge-Kutta step from ``y`` at ``t`` with size ``h``; ``K`` holds the stages as columns."""
+
+    t: float
+    h: float
+    y: torch.Tensor
+    y1: torch.Tensor
+    K: torch.Tensor
+    err: torch.Tensor | None
+
+
+class Tape:
+    """Accepted steps of a forward solve, and a thinned set of states to restart from.
+
+    States are kept at steps whose index is a multiple of ``stride``. With no
+    ``budget`` the stride doubles whenever more than ``2 * stride`` states are kept,
+    so about ``sqrt(2 N)`` states of a solve of ``N`` steps are kept and each
+    segment between two of them is ``stride ~ sqrt(N / 2)`` steps long: memory
+    O(sqrt N) states plus one segment's graph, for one extra forward pass of compute.
+    With a ``budget`` of ``B`` states, segments are about ``2 N / B`` steps long.
+    """
+
+    def __init__(self, budget: int | None = None):
+        if budget is not None and budget < 2:
+            raise ValueError(f"checkpoint budget must be at least 2 states, got {budget}")
+        self.budget = budget
+        self.t0: list[float] = []
+        self.h: list[float] = []
+        self.states: dict[int, torch.Tensor] = {}
+        self.stride = 1
+        # For each save time after the first: (index of the step that produced it, theta),
+        # theta None meaning the end of that step.
+        self.save_steps: list[tuple[int, float | None]] = []
+
+    def record(self, t: float, h: float, y: torch.Tensor) -> None:
+        j = len(self.t0)
+        if j % self.stride == 0:
+            self.states[j] = y
+            limit = self.budget if self.budget is not None else max(4, 2 * self.stride)
+            if len(self.states) > limit:
+                self.stride *= 2
+                self.states = {i: s for i, s in self.states.items() if i % self.stride == 0}
+        self.t0.append(t)
+        self.h.append(h)
+
+    def note_save(self, theta: float | None) -> None:
+        self.save_steps.append((len(self.t0) - 1, theta))
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.t0)
+
+    def end_time(self, j: int) -> float:
+        """The time at which step ``j`` ends (exactly the start of step ``j + 1``)."""
+        return self.t0[j + 1] if j + 1 < len(self.t0) else self._t_end
+
+    def finish(self, t_end: float) -> None:
+        self._t_end = t_end
+
+    def segments(self) -> list[tuple[int, int]]:
+        """``(first step, one past the last step)`` of each segment, in time order."""
+        starts = sorted(self.states)
+        ends = starts[1:] + [self.n_steps]
+        return [(s, e) for s, e in zip(starts, ends, strict=True) if e > s]
+
+
+@dataclass
+class SolveResult:
+    ys: list[torch.Tensor]
+    h_next: float
+    steps: int = 0
+    rejected: int = 0
+    f_last: torch.Tensor | None = None  # the vector field at the final state, where known
+    extra: dict = field(default_factory=dict)
+
+
+class Integrator:
+    """An explicit Runge-Kutta method with its step control, for one dtype and device."""
+
+    def __init__(self, tableau: ButcherTableau, control: StepControl, dtype, device):
+        self.tableau = tableau
+        self.control = control
+        self.coef = coefficients(tableau, dtype, device)
+        if control.fixed and control.step_size is not None and control.step_size <= 0:
+            raise ValueError(f"step_size must be positive, got {control.step_size}")
+        if not control.fixed and not tableau.adaptive:
+            raise ValueError(
+                f"solver {tableau.name!r} is fixed-step: give step_size or n_steps "
+                "(or choose an adaptive solver: bosh3, dopri5, tsit5, dopri8)"
+            )
+        k = tableau.error_order or tableau.order
+        self.exp_accept = 1.0 / k - 0.75 * control.beta
+        self.exp_reject = 1.0 / k
+
+    # -- one step -----------------------------------------------------------------
+    def step(self, fn: VectorField, t: float, y: torch.Tensor, h: float, k1: torch.Tensor) -> Step:
+        coef, tab = self.coef, self.tableau
+        s = tab.stages
+        y1 = None
+        if torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad):
+            # Under autograd: stack stages anew (in-place writes would chain CopySlices nodes).
+            ks = [k1]
+            for i in range(1, s):
+                yi = torch.addmv(y, torch.stack(ks).T, coef.a_rows[i], alpha=h)
+                if tab.fsal and i == s - 1:
+                    y1 = yi  # the FSAL stage is evaluated at exactly y1
+                ks.append(fn(t + coef.c[i] * h, yi))
+            K = torch.stack(ks)
+        else:
+            # No graph: one buffer, each stage written once (same layout, so same bits).
+            K = y.new_empty((s, y.shape[0]))
+            K[0] = k1
+            for i in range(1, s):
+                yi = torch.addmv(y, K[:i].T, coef.a_rows[i], alpha=h)
+                if tab.fsal and i == s - 1:
+                    y1 = yi
+                K[i] = fn(t + coef.c[i] * h, yi)
+        if y1 is None:
+            y1 = torch.addmv(y, K.T, coef.b, alpha=h)
+        err = None if coef.b_err is None or self.control.fixed else torch.mv(K.T, coef.b_err)
+        return Step(t, h, y, y1, K, err)
+
+    def dense(self, step: Step, t: float, f1: torch.Tensor | None = None) -> torch.Tensor:
+        """The method's interpolant inside ``step`` at time ``t``."""
+        theta = (t - step.t) / step.h
+        K = step.K if self.tableau.fsal else torch.cat([step.K, f1.unsqueeze(0)])
+        w = torch.mv(self.coef.dense, torch.pow(theta, self.coef.dense_exponents))
+        return torch.addmv(step.y, K.T, w, alpha=step.h)
+
+    def error_ratio(self, step: Step, norm: ErrorNorm) -> float:
+        ctl = self.control
+        with torch.no_grad():
+            scale = torch.maximum(step.y.abs(), step.y1.abs()).mul_(ctl.rtol).add_(ctl.atol)
+            return norm(step.err / scale) * abs(step.h)
+
+    def initial_step(self, fn: VectorField, t0: float, y0: torch.Tensor, f0: torch.Tensor, direction: float,
+                     norm: ErrorNorm, t_span: float) -> float:
+        """Hairer, Norsett, Wanner I, II.4: one extra evaluation."""
+        ctl = self.control
+        with torch.no_grad():
+            scale = y0.abs().mul(ctl.rtol).add_(ctl.atol)
+            d0 = norm(y0 / scale)
+            d1 = norm(f0 / scale)
+            h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+            h0 = min(h0, abs(t_span))
+            f1 = fn(t0 + direction * h0, y0 + (direction * h0) * f0)
+            d2 = norm((f1 - f0) / scale) / h0
+            # The error estimate's order sets the exponent, as in scipy's RK45.
+            k = self.tableau.error_order or self.tableau.order + 1
+            if max(d1, d2) <= 1e-15:
+                h1 = max(1e-6, h0 * 1e-3)
+            else:
+                h1 = (0.01 / max(d1, d2)) ** (1.0 / k)
+            return min(100 * h0, h1, abs(t_span))
+
+    # -- whole solves ---------------------------------------------------------------
+    def solve(
+        self,
+        fn: VectorField,
+        y0: torch.Tensor,
+        ts: list[float],
+        norm: ErrorNorm,
+        *,
+        k1: torch.Tensor | None = None,
+        h0: float | None = None,
+        tape: Tape | None = None,
+        on_step: Callable[[Step, torch.Tensor | None], None] | None = None,
+    ) -> SolveResult:
+        """Integrate from ``ts[0]`` through every save time; ``ts`` may decrease."""
+        if self.control.fixed:
+            return self._solve_fixed(fn, y0, ts, k1=k1, tape=tape, on_step=on_step)
+        return self._solve_adaptive(fn, y0, ts, norm, k1=k1, h0=h0, tape=tape, on_step=on_step)
+
+    def _solve_fixed(self, fn, y0, ts, *, k1, tape, on_step) -> SolveResult:
+        ctl, tab = self.control, self.tableau
+        span = ts[-1] - ts[0]
+        h_nominal = abs(span) / ctl.n_steps if ctl.n_steps is not None else ctl.step_size
+        y, ys, steps = y0, [y0], 0
+        for i in range(len(ts) - 1):
+            t_a, t_b = ts[i], ts[i + 1]
+            n = max(1, math.ceil(abs(t_b - t_a) / h_nominal - 1e-9))
+            h = (t_b - t_a) / n
+            for j in range(n):
+                t = t_a + j * h
+                if k1 is None:
+                    k1 = fn(t, y)
+                if tape is not None:
+                    tape.record(t, h, y)
+                step = self.step(fn, t, y, h, k1)
+                steps += 1
+                if steps > ctl.max_steps:
+                    raise MaxStepsExceeded(f"exceeded max_steps={ctl.max_steps} at t={t:.6g}")
+                k1 = step.K[-1] if tab.fsal else None
+                if on_step is not None:
+                    on_step(step, k1)
+                y = step.y1
+            if tape is not None:
+                tape.note_save(None)
+            ys.append(y)
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteSolution(
+                f"fixed-step {tab.name} solve produced NaN/Inf by t={ts[-1]:.6g}; "
+                "reduce the step size or use an adaptive solver"
+            )
+        if tape is not None:
+            tape.finish(ts[-1])
+        h_out = (ts[-1] - ts[-2]) / max(1, math.ceil(abs(ts[-1] - ts[-2]) / h_nominal - 1e-9))
+        return SolveResult(ys, h_next=abs(h_out), steps=steps, rejected=0, f_last=k1)
+
+    def _solve_adaptive(self, fn, y0, ts, norm, *, k1, h0, tape, on_step) -> SolveResult:
+        ctl, tab = self.control, self.tableau
+        direction = 1.0 if ts[-1] > ts[0] else -1.0
+        t, y = ts[0], y0
+        if k1 is None:
+            k1 = fn(t, y)
+        if h0 is None:
+            h0 = ctl.first_step or self.initial_step(fn, t, y, k1, direction, norm, ts[-1] - ts[0])
+        h = direction * abs(h0)
+        ys, idx, n = [y0], 1, len(ts)
+        exact = ctl.exact_save_times
+        steps = rejected = 0
+        r_prev = 1e-4
+        while idx < n:
+            # Stepping onto save times clips the step; interpolating lets the last step
+            # pass the final time and reads every save time off the dense output.
+            target = ts[idx]
+            remaining = target - t
+            clipped = exact and direction * (h - remaining) >= -1e-12 * abs(remaining)
+            h_try = remaining if clipped else h
+            step = self.step(fn, t, y, h_try, k1)
+            r = self.error_ratio(step, norm)
+            if steps + rejected >= ctl.max_steps:
+                raise MaxStepsExceeded(
+                    f"exceeded max_steps={ctl.max_steps} at t={t:.6g} (step size {abs(h_try):.3g}); "
+                    "the problem may be stiff or the tolerance too tight for an explicit method"
+                )
+            if r <= 1.0:  # NaN compares false: rejected
+                t_new = target if clipped else t + h_try
+                if tape is not None:
+                    tape.record(t, h_try, y)
+                f1 = step.K[-1] if tab.fsal else None
+                while idx < n and direction * (ts[idx] - t_new) <= 0:
+                    if ts[idx] == t_new:
+                        ys.append(step.y1)
+                        theta = None
+                    else:
+                        if f1 is None:
+                            f1 = fn(t_new, step.y1)
+                        ys.append(self.dense(step, ts[idx], f1))
+                        theta = (ts[idx] - t) / h_try
+                    if tape is not None:
+                        tape.note_save(theta)
+                    idx += 1
+                if on_step is not None:
+                    on_step(step, f1)
+                k1 = f1
+                if k1 is None and idx < n:
+                    k1 = fn(t_new, step.y1)
+                steps += 1
+                r = max(r, 1e-10)
+                factor = ctl.safety * r ** -self.exp_accept * r_prev**ctl.beta
+                factor = min(ctl.ifactor, max(ctl.dfactor, factor))
+                h_next = h_try * factor
+                if clipped and abs(h_next) < abs(h):
+                    h_next = h  # landing on a save time must not shrink the next step
+                r_prev = r
+                t, y, h = t_new, step.y1, h_next
+            else:
+                rejected += 1
+                if math.isfinite(r):
+                    factor = max(ctl.dfactor, min(1.0, ctl.safety * r**-self.exp_reject))
+                else:
+                    factor = ctl.dfactor
+                h = h_try * factor
+                if abs(h) <= 1e-14 * max(1.0, abs(t)) or not math.isfinite(h):
+                    raise StepSizeUnderflow(
+                        f"step size underflow at t={t:.6g} (error ratio {r:.3g}): the solution is "
+                        "not finite there or the problem is too stiff for this solver"
+                    )
+        if tape is not None:
+            tape.finish(t)
+        return SolveResult(ys, h_next=abs(h), steps=steps, rejected=rejected, f_last=k1)
+
+    def replay(
+        self,
+        fn: VectorField,
+        y: torch.Tensor,
+        tape: Tape,
+        first: int,
+        last: int,
+        *,
+        k1: torch.Tensor | None = None,
+        want_f1: bool = False,
+    ) -> tuple[list[Step], list[torch.Tensor | None]]:
+        """Redo the accepted steps ``first .. last - 1`` from ``y`` with the recorded sizes.
+
+        Returns the steps and, per step, ``f(t1, y1)`` where it was computed (always for
+        FSAL methods; for the others when ``want_f1``, as the dense output needs it).
+        Identical arithmetic to the forward pass, so the states agree bit for bit.
+        """
+        fsal = self.tableau.fsal
+        steps, f1s = [], []
+        for j in range(first, last):
+            if k1 is None:
+                k1 = fn(tape.t0[j], y)
+            step = self.step(fn, tape.t0[j], y, tape.h[j], k1)
+            if fsal:
+                k1 = step.K[-1]
+            elif want_f1:
+                k1 = fn(tape.end_time(j), step.y1)
+            else:
+                k1 = None
+            steps.append(step)
+            f1s.append(k1)
+            y = step.y1
+        return steps, f1s

@@ -1,0 +1,148 @@
+"""``odeint``: the public entry point of the solver core."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+
+from ._adjoint import MODES, AdjointFunction, Counted
+from ._core import ErrorNorm, Integrator, StepControl
+from ._stats import SolveStats
+from ._tableau import get_tableau
+
+GRADIENT_MODES = ("backprop", "backsolve", "interpolated", "checkpoint")
+
+
+@dataclass
+class Solution:
+    """The result of :func:`odeint`.
+
+    Attributes:
+        ys: the solution at the save times, shape ``(len(t), *y0.shape)``; differentiable.
+        t: the save times (a float64 tensor on the CPU).
+        stats: exact counts; the backward ones fill in when ``.backward()`` runs.
+    """
+
+    ys: torch.Tensor
+    t: torch.Tensor
+    stats: SolveStats
+
+
+def _as_times(t) -> list[float]:
+    if isinstance(t, torch.Tensor):
+        values = t.detach().to("cpu", torch.float64).reshape(-1).tolist()
+        if t.dim() != 1:
+            raise ValueError(f"t must be 1-D, got shape {tuple(t.shape)}")
+    else:
+        values = [float(x) for x in t]
+    if len(values) < 2:
+        raise ValueError(f"t needs at least 2 save times (start and end), got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("t must be finite")
+    diffs = [b - a for a, b in zip(values[:-1], values[1:], strict=True)]
+    if not (all(d > 0 for d in diffs) or all(d < 0 for d in diffs)):
+        raise ValueError("t must be strictly increasing (or strictly decreasing)")
+    return values
+
+
+def odeint(
+    func: Callable[[float, torch.Tensor], torch.Tensor],
+    y0: torch.Tensor,
+    t,
+    params: Iterable[torch.Tensor] | None = None,
+    *,
+    solver: str = "dopri5",
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    gradient: str = "backprop",
+    seminorm: bool = False,
+    step_size: float | None = None,
+    n_steps: int | None = None,
+    max_steps: int = 100_000,
+    first_step: float | None = None,
+    save_at: str | None = None,
+    checkpoints: int | None = None,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
+) -> Solution:
+    """Solve ``dy/dt = func(t, y)`` and return the solution at the save times ``t``.
+
+    Args:
+        func: the vector field ``func(t, y) -> dy/dt``; ``t`` is a Python float, ``y`` a
+            tensor of ``y0``'s shape (any shape; a leading batch axis is fine).
+        y0: the initial state (float32 or float64, CPU or CUDA).
+        t: save times, strictly monotone; ``t[0]`` is the start time.
+        params: the tensors to differentiate with respect to besides ``y0``; the
+            adjoint modes need them. Default: ``func.parameters()`` for an
+            ``nn.Module``, else none.
+        solver: ``euler``, ``midpoint``, ``rk4`` (fixed step: give ``step_size`` or
+            ``n_steps``), ``bosh3``, ``dopri5``, ``tsit5``, ``dopri8`` (adaptive).
+        rtol, atol: tolerances of the mixed error norm ``|err| / (atol + rtol |y|)``.
+        gradient: ``backprop`` (autograd through every step), ``backsolve`` (continuous
+            adjoint, state solved backwards), ``interpolated`` (continuous adjoint, state
+            from checkpoints and dense output), ``checkpoint`` (exact gradient of the
+            discrete solve with O(sqrt N) memory).
+        seminorm: leave the parameter-gradient channels out of the backward error norm
+            (backsolve and interpolated).
+        step_size, n_steps: fixed stepping (``n_steps`` spans the whole interval); each
+            interval between save times gets a whole number of equal steps.
+        max_steps: step attempts allowed before :class:`MaxStepsExceeded` is raised.
+        first_step: the initial step size; estimated (one evaluation) when omitted.
+        save_at: ``"interpolate"`` (dense output) or ``"step"`` (step exactly onto each
+            save time); by default the solver's choice (dopri8 and fixed-step methods step).
+        checkpoints: states kept by ``checkpoint``/``interpolated``; default about sqrt(2N).
+        adjoint_rtol, adjoint_atol: tolerances of the backward solve (default rtol, atol).
+
+    Returns:
+        A :class:`Solution` with ``ys`` of shape ``(len(t), *y0.shape)`` and ``stats``.
+    """
+    if gradient not in GRADIENT_MODES:
+        raise ValueError(f"unknown gradient mode {gradient!r}; must be one of {', '.join(GRADIENT_MODES)}")
+    if not isinstance(y0, torch.Tensor) or not torch.is_floating_point(y0):
+        raise TypeError(f"y0 must be a floating-point torch.Tensor, got {type(y0).__name__}")
+    if save_at not in (None, "interpolate", "step"):
+        raise ValueError(f"save_at must be 'interpolate' or 'step', got {save_at!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if n_steps is not None and (int(n_steps) != n_steps or n_steps < 1):
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be positive, got {max_steps}")
+    tableau = get_tableau(solver)
+    ts = _as_times(t)
+    if n_steps is not None:
+        step_size = abs(ts[-1] - ts[0]) / n_steps
+    exact = tableau.exact_save_times if save_at is None else save_at == "step"
+    control = StepControl(
+        rtol=float(rtol), atol=float(atol), max_steps=int(max_steps), step_size=step_size,
+        first_step=first_step, exact_save_times=exact,
+    )  # fmt: skip
+    back_control = StepControl(
+        rtol=float(adjoint_rtol or rtol), atol=float(adjoint_atol or atol), max_steps=int(max_steps),
+        step_size=step_size, exact_save_times=True,
+    )  # fmt: skip
+    if params is None:
+        params = tuple(func.parameters()) if isinstance(func, torch.nn.Module) else ()
+    params = tuple(params)
+    for p in params:
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"params must be tensors, got {type(p).__name__}")
+
+    stats = SolveStats()
+    fn = Counted(func, y0.shape, stats)
+    integ = Integrator(tableau, control, y0.dtype, y0.device)
+    y0_flat = y0.reshape(-1)
+    if gradient == "backprop":
+        result = integ.solve(fn, y0_flat, ts, ErrorNorm((y0_flat.numel(),)))
+        stats.add("forward", steps=result.steps, rejected=result.rejected)
+        ys = torch.stack(result.ys)
+    else:
+        integ_back = Integrator(tableau, back_control, y0.dtype, y0.device)
+        mode = MODES[gradient](fn, integ, integ_back, ts, params, seminorm, checkpoints)
+        ys = AdjointFunction.apply(mode, y0_flat, *params)
+    t_out = torch.tensor(ts, dtype=torch.float64)
+    return Solution(ys=ys.view(len(ts), *y0.shape), t=t_out, stats=stats)
