@@ -210,70 +210,84 @@ class Checkpoint(_Taped):
         return a + grad_ys[0], out
 
 
-class _DenseTrajectory:
-    """The forward solution inside one segment, from the method's dense output."""
+class _Trajectory:
+    """The forward solution ``y(t)`` from checkpoints, re-solved one segment at a time.
 
-    def __init__(self, integ: Integrator, steps: list[Step], f1s: list[torch.Tensor | None], direction: float):
-        self.integ = integ
-        self.steps = steps
-        self.f1s = f1s
-        self.direction = direction
-        self.keys = [direction * s.t for s in steps]
+    A query replays (without a graph) the segment holding ``t`` from its checkpoint with
+    the recorded steps and reads the method's dense output. The two most recent
+    segments are kept: a backward step may straddle a boundary, and its stages need not
+    come in time order (dopri8's nodes are not monotone).
+    """
+
+    def __init__(self, integ: Integrator, tape: Tape, fn: Counted, direction: float):
+        self.integ, self.tape, self.fn, self.direction = integ, tape, fn, direction
+        self.step_keys = [direction * t for t in tape.t0]
+        self.segments = tape.segments()
+        self.segment_keys = [direction * tape.t0[first] for first, _ in self.segments]
+        self.cache: dict[int, tuple[list[Step], list[torch.Tensor | None]]] = {}
+        self.order: list[int] = []
+
+    def _segment(self, i: int):
+        if i not in self.cache:
+            first, last = self.segments[i]
+            with torch.no_grad():
+                self.cache[i] = self.integ.replay(self.fn, self.tape.states[first], self.tape, first, last, want_f1=True)
+            self.order.append(i)
+            if len(self.order) > 2:
+                del self.cache[self.order.pop(0)]
+        return self.cache[i]
 
     def __call__(self, t: float) -> torch.Tensor:
-        j = bisect_right(self.keys, self.direction * t) - 1
-        j = min(max(j, 0), len(self.steps) - 1)
-        return self.integ.dense(self.steps[j], t, self.f1s[j])
+        key = self.direction * t
+        j = min(max(bisect_right(self.step_keys, key) - 1, 0), len(self.step_keys) - 1)
+        i = bisect_right(self.segment_keys, self.direction * self.tape.t0[j]) - 1
+        steps, f1s = self._segment(i)
+        k = j - self.segments[i][0]
+        return self.integ.dense(steps[k], t, f1s[k])
 
 
 class Interpolated(_Taped):
     """Continuous adjoint that reads the forward state instead of solving it backwards.
 
-    The forward pass keeps checkpoints (see :class:`Tape`). Backwards, each segment is
-    re-solved from its checkpoint with the recorded steps, and the adjoint ``(a, g)``
-    is integrated over it with ``y(t)`` from the method's dense output: no backward
-    state integration, so it stays accurate where the forward dynamics contract and
-    backsolve's reconstruction blows up (the InterpolatingAdjoint of Rackauckas et al.
-    2020, "Universal differential equations"; see also Gholami et al. 2019, ANODE).
+    The forward pass keeps checkpoints (see :class:`Tape`). Backwards, the adjoint
+    ``(a, g)`` is integrated from the last save time to the first, with ``y(t)`` from
+    the method's dense output over segments re-solved from their checkpoints: no
+    backward state integration, so it stays accurate where the forward dynamics
+    contract and backsolve's reconstruction blows up (the InterpolatingAdjoint of
+    Rackauckas et al. 2020, "Universal differential equations for scientific machine
+    learning"; see also Gholami et al. 2019, "ANODE"). The backward solve stops only at
+    save times where the loss gradient is non-zero.
     """
 
     def backward(self, grad_ys):
         self.fn.phase = "backward"
-        tape, ts = self.tape, self.ts
+        ts = self.ts
         direction = 1.0 if ts[-1] > ts[0] else -1.0
-        y_ref = grad_ys[0]
-        n = y_ref.numel()
+        n = grad_ys[0].numel()
         sizes = (n, *self.param_sizes)
-        norm = ErrorNorm(sizes, n_included=1 if self.seminorm else None, device=y_ref.device, dtype=y_ref.dtype)
-        z = y_ref.new_zeros(n + sum(self.param_sizes))
-        pending = len(ts) - 1  # the latest save time whose jump is not applied yet
+        norm = ErrorNorm(sizes, n_included=1 if self.seminorm else None, device=grad_ys.device, dtype=grad_ys.dtype)
+        trajectory = _Trajectory(self.integ, self.tape, self.fn, direction)
+
+        def adjoint(t, z):
+            _, parts = self._vjp(t, trajectory(t), -z[:n])
+            return torch.cat(parts)
+
+        # One host sync for the whole pass: where does the adjoint jump?
+        jumps = [i for i, nonzero in enumerate(grad_ys.reshape(len(ts), -1).ne(0).any(1).tolist()) if nonzero]
+        z = grad_ys.new_zeros(n + sum(self.param_sizes))
         h = None
-
-        def apply_jumps(z, t):
-            nonlocal pending
-            while pending >= 0 and direction * (ts[pending] - t) >= 0:
-                z = torch.cat([z[:n] + grad_ys[pending], z[n:]])
-                pending -= 1
-            return z
-
-        for first, last in reversed(tape.segments()):
-            with torch.no_grad():
-                steps, f1s = self.integ.replay(self.fn, tape.states[first], tape, first, last, want_f1=True)
-            trajectory = _DenseTrajectory(self.integ, steps, f1s, direction)
-
-            def adjoint(t, z, trajectory=trajectory):
-                _, parts = self._vjp(t, trajectory(t), -z[:n])
-                return torch.cat(parts)
-
-            t_hi, t_lo = tape.end_time(last - 1), tape.t0[first]
-            inner = [ts[i] for i in range(pending, -1, -1) if direction * (t_lo - ts[i]) < 0 < direction * (t_hi - ts[i])]
-            stops = [t_hi, *inner, t_lo]
-            for u, v in zip(stops[:-1], stops[1:], strict=True):
-                z = apply_jumps(z, u)
-                result = self.integ_back.solve(adjoint, z, [u, v], norm, h0=h)
-                self._count("backward", result)
-                h, z = result.h_next, result.ys[-1]
-        z = apply_jumps(z, ts[0])
+        if jumps:
+            stops = [ts[i] for i in reversed(jumps)]
+            if stops[-1] != ts[0]:
+                stops.append(ts[0])
+            for k, u in enumerate(stops):
+                i = jumps[len(jumps) - 1 - k] if k < len(jumps) else None
+                if i is not None:
+                    z = torch.cat([z[:n] + grad_ys[i], z[n:]])
+                if k + 1 < len(stops):
+                    result = self.integ_back.solve(adjoint, z, [u, stops[k + 1]], norm, h0=h)
+                    self._count("backward", result)
+                    h, z = result.h_next, result.ys[-1]
         return z[:n], self._split_params(z[n:])
 
 
