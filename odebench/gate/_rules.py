@@ -1,0 +1,394 @@
+"""Gate rules: the thresholds per check, per-case overrides, and cases to ignore.
+
+A rules file (YAML) has three optional top-level keys::
+
+    defaults:                     # thresholds for every case (built-in ones otherwise)
+      grad_rel_err: {factor: 2.0}
+    rules:                        # in order; a later matching rule overrides what it sets
+      - where: {method: "diffrax.*"}
+        time: {factor: 2.0}
+    ignore:                       # cases that are not gated at all
+      - {problem: neural_mlp, method: torchdiffeq.adjoint, reason: "flaky timeout"}
+
+Everything is validated when read: an unknown key, a wrong type or a value out of
+range is a :class:`~odebench.UsageError` naming the file, the key path and the valid
+choices.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .._errors import UsageError
+
+TIME_MODES = ("relative", "absolute", "both")
+MEMORY_SOURCES = ("cuda", "jax", "rss")
+DEFAULT_ORIGIN = "default"
+
+
+@dataclass(frozen=True)
+class StatusRule:
+    """A case that was ok in the baseline and is not ok now is a regression."""
+
+    skip: bool = False
+    origin: str = DEFAULT_ORIGIN
+
+
+@dataclass(frozen=True)
+class MissingRule:
+    """A baseline case that the run does not hold is a regression."""
+
+    skip: bool = False
+    origin: str = DEFAULT_ORIGIN
+
+
+@dataclass(frozen=True)
+class GradRule:
+    """``grad_rel_err`` may grow to ``factor`` x baseline + ``floor``.
+
+    ``floor=None`` means 100 machine epsilons of the case's dtype: round-off moves
+    errors near epsilon by integer factors without anything being wrong.
+    """
+
+    skip: bool = False
+    factor: float = 2.0
+    floor: float | None = None
+    origin: str = DEFAULT_ORIGIN
+
+
+@dataclass(frozen=True)
+class NfeRule:
+    """``nfe_forward`` and ``nfe_backward`` may grow by ``max_increase`` (a fraction)."""
+
+    skip: bool = False
+    max_increase: float = 0.05
+    origin: str = DEFAULT_ORIGIN
+
+
+@dataclass(frozen=True)
+class MemoryRule:
+    """The peak may grow by ``max_increase`` where measured by CUDA or JAX.
+
+    The resident-set peak (``rss``) is noisy: it is gated with ``rss_max_increase``,
+    and not at all while that is ``None``.
+    """
+
+    skip: bool = False
+    max_increase: float = 0.05
+    rss_max_increase: float | None = None
+    origin: str = DEFAULT_ORIGIN
+
+
+@dataclass(frozen=True)
+class TimeRule:
+    """Time may grow by ``factor``, unless the samples do not show it (p >= ``alpha``).
+
+    ``relative`` divides each case's run/baseline time ratio by that of the
+    ``reference`` method on the same problem (so a slower machine changes nothing);
+    ``absolute`` compares seconds; ``both`` applies both. Cases faster than
+    ``min_time_s`` in the run are not time-gated: timer and scheduler noise dominate there.
+    """
+
+    skip: bool = False
+    mode: str = "relative"
+    reference: str = "odebench.backprop"
+    factor: float = 1.6
+    alpha: float = 0.01
+    min_time_s: float = 1e-3
+    origin: str = DEFAULT_ORIGIN
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """One rule per check: what the gate applies to one case."""
+
+    status: StatusRule = field(default_factory=StatusRule)
+    missing: MissingRule = field(default_factory=MissingRule)
+    grad_rel_err: GradRule = field(default_factory=GradRule)
+    nfe: NfeRule = field(default_factory=NfeRule)
+    memory: MemoryRule = field(default_factory=MemoryRule)
+    time: TimeRule = field(default_factory=TimeRule)
+
+
+SECTIONS: tuple[str, ...] = tuple(f.name for f in fields(Thresholds))
+
+# Where-keys: case columns matched by glob (a string or a list of them) ...
+GLOB_KEYS = ("problem", "method", "solver", "backend", "dtype", "device")
+# ... by value (a number or a list of them) ...
+NUMBER_KEYS = ("rtol", "atol", "seed")
+# ... and JSON parameters matched key by key (strings by glob).
+PARAMS_KEYS = ("problem_params", "method_params")
+WHERE_KEYS = GLOB_KEYS + NUMBER_KEYS + PARAMS_KEYS
+
+
+@dataclass(frozen=True)
+class Where:
+    """Which cases a rule applies to: every given key must match (an empty Where matches all)."""
+
+    conditions: tuple[tuple[str, Any], ...] = ()
+
+    def matches(self, case: Mapping[str, Any]) -> bool:
+        """``case`` maps column names to values, ``*_params`` to dicts."""
+        return all(_matches(key, wanted, case.get(key)) for key, wanted in self.conditions)
+
+
+def _scalar_matches(wanted: Any, actual: Any) -> bool:
+    if isinstance(wanted, str):
+        return isinstance(actual, str) and fnmatch.fnmatchcase(actual, wanted)
+    if isinstance(wanted, bool) or isinstance(actual, bool):
+        return wanted is actual
+    if isinstance(wanted, (int, float)) and isinstance(actual, (int, float)):
+        return math.isclose(wanted, actual, rel_tol=1e-9, abs_tol=0.0)
+    return wanted == actual
+
+
+def _matches(key: str, wanted: Any, actual: Any) -> bool:
+    if key in PARAMS_KEYS:
+        actual = actual or {}
+        return all(k in actual and _matches("", v, actual[k]) for k, v in wanted.items())
+    if isinstance(wanted, tuple):
+        return any(_scalar_matches(w, actual) for w in wanted)
+    return _scalar_matches(wanted, actual)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Overrides for the cases ``where`` matches: section -> ((key, value), ...)."""
+
+    where: Where
+    overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    origin: str
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Cases left out of the gate, with the reason given."""
+
+    where: Where
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Everything the gate is configured with; ``Rules()`` is the built-in defaults."""
+
+    defaults: Thresholds = field(default_factory=Thresholds)
+    rules: tuple[Rule, ...] = ()
+    ignore: tuple[Ignore, ...] = ()
+    source: str = "built-in defaults"
+
+    def for_case(self, case: Mapping[str, Any]) -> Thresholds:
+        """The thresholds for one case: the defaults, then each matching rule in order."""
+        resolved = self.defaults
+        for rule in self.rules:
+            if rule.where.matches(case):
+                resolved = replace(
+                    resolved,
+                    **{
+                        section: replace(getattr(resolved, section), **dict(values), origin=rule.origin)
+                        for section, values in rule.overrides
+                    },
+                )
+        return resolved
+
+    def ignored(self, case: Mapping[str, Any]) -> Ignore | None:
+        """The first ignore entry matching ``case``, if any."""
+        return next((entry for entry in self.ignore if entry.where.matches(case)), None)
+
+
+# ---------------------------------------------------------------- reading and validation
+
+
+class _Reader:
+    """Validates the parsed YAML; every error names the file and the key path."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, message: str) -> UsageError:
+        return UsageError(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
+
+    def mapping(self, data: Any, path: str, valid: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.fail(path, f"expected a mapping with keys {', '.join(valid)}; got {_kind(data)}")
+        for key in data:
+            if key not in valid:
+                raise self.fail(_join(path, str(key)), f"unknown key; valid keys: {', '.join(valid)}")
+        return data
+
+    def listing(self, data: Any, path: str) -> list[Any]:
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise self.fail(path, f"expected a list; got {_kind(data)}")
+        return data
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(data: Any) -> str:
+    return "nothing" if data is None else f"{type(data).__name__} {data!r}"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "expected true or false"
+
+
+def _at_least(low: float, strict: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if not _is_number(v) or v < low or (strict and v == low):
+            return f"expected a number {'>' if strict else '>='} {low:g}"
+        return None
+
+    return check
+
+
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def optional(v: Any) -> str | None:
+        error = check(v) if v is not None else None
+        return f"{error}, or null" if error else None
+
+    return optional
+
+
+def _open_interval(v: Any) -> str | None:
+    return None if _is_number(v) and 0 < v < 1 else "expected a number between 0 and 1 (exclusive)"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"expected one of {', '.join(choices)}"
+
+
+def _text(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "expected a non-empty string"
+
+
+# section -> key -> validator (returns an error text or None)
+_SECTION_KEYS: dict[str, dict[str, Callable[[Any], str | None]]] = {
+    "status": {"skip": _boolean},
+    "missing": {"skip": _boolean},
+    "grad_rel_err": {"skip": _boolean, "factor": _at_least(1.0), "floor": _optional(_at_least(0.0))},
+    "nfe": {"skip": _boolean, "max_increase": _at_least(0.0)},
+    "memory": {
+        "skip": _boolean,
+        "max_increase": _at_least(0.0),
+        "rss_max_increase": _optional(_at_least(0.0)),
+    },
+    "time": {
+        "skip": _boolean,
+        "mode": _one_of(TIME_MODES),
+        "reference": _text,
+        "factor": _at_least(1.0, strict=True),
+        "alpha": _open_interval,
+        "min_time_s": _at_least(0.0),
+    },
+}
+
+
+def _section_values(reader: _Reader, section: str, data: Any, path: str) -> tuple[tuple[str, Any], ...]:
+    valid = tuple(_SECTION_KEYS[section])
+    body = reader.mapping(data if data is not None else {}, path, valid)
+    values = []
+    for key, raw in body.items():
+        error = _SECTION_KEYS[section][key](raw)
+        if error:
+            raise reader.fail(_join(path, key), f"{error}; got {_kind(raw)}")
+        values.append((key, float(raw) if _is_number(raw) else raw))
+    return tuple(values)
+
+
+def _where(reader: _Reader, data: Any, path: str) -> Where:
+    body = reader.mapping(data if data is not None else {}, path, WHERE_KEYS)
+    conditions = []
+    for key, raw in body.items():
+        sub = _join(path, key)
+        if key in PARAMS_KEYS:
+            if not isinstance(raw, dict) or not raw:
+                raise reader.fail(sub, f"expected a mapping of parameter names to values; got {_kind(raw)}")
+            for name, v in raw.items():
+                if not isinstance(v, (str, int, float, bool)):
+                    raise reader.fail(_join(sub, str(name)), f"expected a string, number or boolean; got {_kind(v)}")
+            conditions.append((key, dict(raw)))
+            continue
+        items = raw if isinstance(raw, list) else [raw]
+        want_text = key in GLOB_KEYS
+        valid = all(isinstance(item, str) if want_text else _is_number(item) for item in items)
+        if not items or not valid:
+            what = "a glob pattern (string)" if want_text else "a number"
+            raise reader.fail(sub, f"expected {what} or a non-empty list of them; got {_kind(raw)}")
+        conditions.append((key, tuple(items) if isinstance(raw, list) else raw))
+    return Where(tuple(conditions))
+
+
+def _thresholds(reader: _Reader, data: Any, path: str, origin: str) -> Thresholds:
+    body = reader.mapping(data if data is not None else {}, path, SECTIONS)
+    resolved = Thresholds()
+    for section, raw in body.items():
+        values = _section_values(reader, section, raw, _join(path, section))
+        resolved = replace(resolved, **{section: replace(getattr(resolved, section), **dict(values), origin=origin)})
+    return resolved
+
+
+def rules_from_dict(data: Any, source: str = "<rules>") -> Rules:
+    """Rules from parsed YAML (a dict); ``source`` names it in error messages."""
+    reader = _Reader(source)
+    name = Path(source).name
+    body = reader.mapping(data if data is not None else {}, "", ("defaults", "rules", "ignore"))
+    defaults = _thresholds(reader, body.get("defaults"), "defaults", origin=f"{name}:defaults")
+    rules = []
+    for i, entry in enumerate(reader.listing(body.get("rules"), "rules")):
+        path = f"rules[{i}]"
+        entry = reader.mapping(entry, path, ("where",) + SECTIONS)
+        overrides = tuple(
+            (section, _section_values(reader, section, raw, _join(path, section)))
+            for section, raw in entry.items()
+            if section != "where"
+        )
+        rules.append(
+            Rule(
+                where=_where(reader, entry.get("where"), _join(path, "where")),
+                overrides=overrides,
+                origin=f"{name}:{path}",
+            )
+        )
+    ignore = []
+    for i, entry in enumerate(reader.listing(body.get("ignore"), "ignore")):
+        path = f"ignore[{i}]"
+        entry = dict(reader.mapping(entry, path, WHERE_KEYS + ("reason",)))
+        reason = entry.pop("reason", "")
+        if not isinstance(reason, str):
+            raise reader.fail(_join(path, "reason"), f"expected a string; got {_kind(reason)}")
+        if not entry:
+            raise reader.fail(
+                path, f"an ignore entry needs at least one of {', '.join(WHERE_KEYS)} (it would ignore every case)"
+            )
+        ignore.append(Ignore(where=_where(reader, entry, path), reason=reason))
+    return Rules(defaults=defaults, rules=tuple(rules), ignore=tuple(ignore), source=str(source))
+
+
+def load_rules(path: str | os.PathLike) -> Rules:
+    """Read and validate a YAML rules file; :class:`~odebench.UsageError` if it is not valid."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML: {exc}") from exc
+    return rules_from_dict(data, source=str(path))
