@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._errors import UsageError
 from ._records import COLUMNS, KINDS, Record
 
 RECORDS_PARQUET = "records.parquet"
@@ -27,8 +28,8 @@ RECORDS_JOURNAL = "records.jsonl"
 RUN_INFO = "run.json"
 
 
-class ResultsError(ValueError):
-    """A results folder or file that cannot be read; the message says why."""
+class ResultsError(UsageError):
+    """A results folder or file that cannot be read; the message says why (exit status 2)."""
 
 
 def records_to_frame(records: Iterable[Record | dict[str, Any]]):
@@ -149,7 +150,13 @@ def load_results(*paths: str | os.PathLike | Sequence[str | os.PathLike]):
     for path in flat:
         if not path.exists():
             raise ResultsError(f"no such results folder or file: {path}")
-        frames.append(_one(path))
+        try:
+            frames.append(_one(path))
+        except ResultsError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            # pyarrow and pandas parser errors: say which file could not be read.
+            raise ResultsError(f"cannot read records from {path}: {type(exc).__name__}: {exc}") from exc
     if len(frames) == 1:
         return frames[0]
     return _typed(pd.concat(frames, ignore_index=True))

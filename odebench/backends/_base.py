@@ -1,0 +1,210 @@
+"""The one interface every gradient method implements, whatever library it wraps.
+
+A :class:`Method` is a method *name* with validated parameters (``solver``, ...). For
+one case it ``prepare``s a :class:`Prepared` computation: the problem converted to the
+library's arrays on the case's device, everything built and compiled. The runner then
+calls only ``forward``, ``backward``, ``sync`` (timed), and ``outcome``, ``count``,
+``loss_at`` (untimed), and never learns which library is behind it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..ode._tableau import TABLEAUX
+
+
+class MethodError(ValueError):
+    """Bad method parameters; the message names the parameter and what is valid."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One parameter a method accepts, with its type, default and documentation."""
+
+    kind: type | tuple[type, ...]
+    default: Any
+    doc: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+
+    def check(self, method: str, name: str, value: Any) -> Any:
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        if value is None and self.default is None:
+            return None
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        # bool is an int subclass: True must not pass as a step count.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise MethodError(f"method {method}: parameter {name!r} must be {names}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise MethodError(
+                f"method {method}: parameter {name!r} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+            )
+        if self.minimum is not None and value < self.minimum:
+            raise MethodError(f"method {method}: parameter {name!r} must be >= {self.minimum}, got {value!r}")
+        return value
+
+
+SOLVER = Option(str, "dopri5", "the Runge-Kutta method (dopri5, tsit5, bosh3, dopri8, rk4, euler, ...)")
+MAX_STEPS = Option(int, 100_000, "step attempts allowed before the solve counts as diverged", minimum=1)
+N_STEPS = Option(int, 100, "steps over the whole horizon for fixed-step solvers (euler, midpoint, rk4)", minimum=1)
+
+# Every solver name any backend knows; a name outside this set is bad input, a name in
+# it that a backend cannot do makes that backend's cases ``unavailable``.
+KNOWN_SOLVERS: tuple[str, ...] = (*TABLEAUX, "heun")
+FIXED_STEP = ("euler", "midpoint", "rk4", "heun")
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """What a method needs to know of a case besides the problem."""
+
+    rtol: float
+    atol: float
+    dtype: str  # float32 | float64
+    device: str  # cpu | cuda
+    seed: int = 0
+
+
+@dataclass
+class Counts:
+    """Exact work of one forward + backward pass; ``None`` where a library hides it."""
+
+    nfe_forward: int | None = None
+    nfe_backward: int | None = None
+    steps_forward: int | None = None
+    steps_backward: int | None = None
+    rejected_forward: int | None = None
+    rejected_backward: int | None = None
+
+
+@dataclass
+class Outcome:
+    """The loss and its gradient, as float64 NumPy arrays keyed ``y0`` and parameter names.
+
+    A method that estimates directional derivatives instead of the full gradient (such
+    as ``fd.central`` with ``directions``) gives ``directions`` (K x n, rows in the
+    gradient's flat order) and ``derivatives`` (K) and leaves ``grads`` empty.
+    """
+
+    loss: float
+    grads: dict[str, np.ndarray] = field(default_factory=dict)
+    directions: np.ndarray | None = None
+    derivatives: np.ndarray | None = None
+
+
+class Prepared(ABC):
+    """One case's computation, set up and ready to time."""
+
+    #: where peak memory is read: rss (CPU), cuda (the torch allocator) or jax.
+    memory_source: str = "rss"
+    #: JIT/compilation seconds spent in ``prepare`` (``None`` where nothing compiles).
+    compile_time_s: float | None = None
+
+    @abstractmethod
+    def forward(self) -> Any:
+        """Compute the loss (and whatever the backward pass needs); timed."""
+
+    @abstractmethod
+    def backward(self, state: Any) -> Any:
+        """Compute the gradient from ``forward``'s state; timed. Returns the new state."""
+
+    @abstractmethod
+    def outcome(self, state: Any) -> Outcome:
+        """The loss and gradient from ``backward``'s state, as NumPy (untimed)."""
+
+    def sync(self) -> None:
+        """Wait for queued device work (inside the timer)."""
+
+    @abstractmethod
+    def count(self) -> Counts:
+        """One untimed forward + backward pass that counts evaluations and steps."""
+
+    @abstractmethod
+    def loss_at(self, y0: np.ndarray, params: Mapping[str, np.ndarray]) -> float:
+        """The loss of a forward solve at other inputs (for finite-difference checks)."""
+
+    def torch_module(self):
+        """The torch module when the computation runs in torch (for CUDA memory); else None."""
+        return None
+
+    def device_handle(self):
+        """The device object the memory probe needs (torch.device or a jax device)."""
+        return None
+
+
+class Method(ABC):
+    """A gradient method: a name, the library behind it, and its parameters."""
+
+    name: ClassVar[str]
+    library: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ("torch",)
+    solvers: ClassVar[tuple[str, ...]] = ()
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    options: ClassVar[dict[str, Option]] = {"solver": SOLVER}
+    #: the method whose gradient is "discrete backprop of the same solve", or None
+    consistency: ClassVar[str | None] = None
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: Mapping[str, Any] | None = None):
+        self.params = self.validate(params or {})
+
+    @classmethod
+    def validate(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the parameters and fill in defaults; unknown names list the valid ones."""
+        if not isinstance(params, Mapping):
+            raise MethodError(f"method {cls.name}: params must be a mapping, got {type(params).__name__}")
+        unknown = sorted(set(params) - set(cls.options))
+        if unknown:
+            raise MethodError(
+                f"method {cls.name}: unknown parameter {unknown[0]!r}; valid parameters: {', '.join(cls.options)}"
+            )
+        out = {}
+        for key, option in cls.options.items():
+            out[key] = option.check(cls.name, key, params[key]) if key in params else option.default
+        solver = out.get("solver")
+        if solver is not None and solver not in KNOWN_SOLVERS:
+            raise MethodError(f"method {cls.name}: unknown solver {solver!r}; must be one of {', '.join(KNOWN_SOLVERS)}")
+        return out
+
+    @classmethod
+    def missing_dependency(cls) -> str | None:
+        """Why the library cannot be imported here, or None (checked without importing)."""
+        for module in cls.requires:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return f"{module} is not installed (pip install odebench[{cls.library}])"
+        return None
+
+    def unavailable_reason(self, device: str) -> str | None:
+        """Why this method cannot run here as configured (without importing the library)."""
+        missing = self.missing_dependency()
+        if missing:
+            return missing
+        solver = self.params.get("solver")
+        if self.solvers and solver is not None and solver not in self.solvers:
+            return f"{self.name} does not provide solver {solver!r} (it has {', '.join(self.solvers)})"
+        if device not in self.devices:
+            return f"{self.name} does not run on {device} (it runs on {', '.join(self.devices)})"
+        return None
+
+    @abstractmethod
+    def prepare(self, problem, spec: CaseSpec) -> Prepared:
+        """Build the computation for one case (imports the library; may compile)."""
+
+    def label(self) -> str:
+        """A readable name with the parameters that differ from the defaults."""
+        changed = {k: v for k, v in self.params.items() if self.options[k].default != v or k == "solver"}
+        inner = ", ".join(f"{k}={v}" for k, v in changed.items())
+        return f"{self.name}({inner})" if inner else self.name
