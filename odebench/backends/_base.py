@@ -17,8 +17,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..ode._tableau import TABLEAUX
-
 
 class MethodError(ValueError):
     """Bad method parameters; the message names the parameter and what is valid."""
@@ -54,13 +52,15 @@ class Option:
 
 
 SOLVER = Option(str, "dopri5", "the Runge-Kutta method (dopri5, tsit5, bosh3, dopri8, rk4, euler, ...)")
-MAX_STEPS = Option(int, 100_000, "step attempts allowed before the solve counts as diverged", minimum=1)
+MAX_STEPS = Option(int, None, "step attempts allowed before the solve counts as diverged (default: the problem's)", minimum=1)
 N_STEPS = Option(int, 100, "steps over the whole horizon for fixed-step solvers (euler, midpoint, rk4)", minimum=1)
 
 # Every solver name any backend knows; a name outside this set is bad input, a name in
-# it that a backend cannot do makes that backend's cases ``unavailable``.
-KNOWN_SOLVERS: tuple[str, ...] = (*TABLEAUX, "heun")
-FIXED_STEP = ("euler", "midpoint", "rk4", "heun")
+# it that a backend cannot do makes that backend's cases ``unavailable``. (Literal, so
+# that checking a suite imports no solver library.)
+FIXED_STEP: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4")
+ADAPTIVE: tuple[str, ...] = ("bosh3", "dopri5", "tsit5", "dopri8")
+KNOWN_SOLVERS: tuple[str, ...] = FIXED_STEP + ADAPTIVE
 
 
 @dataclass(frozen=True)

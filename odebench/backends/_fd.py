@@ -1,0 +1,92 @@
+"""Central finite differences of the loss (``fd.central``): slow, but independent of autograd.
+
+The loss is a forward solve with the project's own solver at the case's tolerance; the
+"backward" pass is the finite-difference gradient (two solves per coordinate, or per
+random direction with ``directions: K``). With ``directions`` the method reports K
+directional derivatives, and accuracy is measured on those projections.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option, Outcome
+from ._torch import TorchPrepared, TorchProblem
+
+
+class _FDPrepared(TorchPrepared):
+    def __init__(self, tp: TorchProblem, method: Central, spec: CaseSpec):
+        super().__init__(tp)
+        p = method.params
+        self.params = p
+        self.seed = spec.seed
+        self.kwargs: dict[str, Any] = dict(
+            solver=p["solver"], rtol=spec.rtol, atol=spec.atol, max_steps=p["max_steps"] or tp.problem.max_steps
+        )
+        if p["solver"] in FIXED_STEP:
+            self.kwargs["n_steps"] = p["n_steps"]
+        self.names = ("y0", *tp.problem.params)
+        self.shapes = [np.shape(tp.problem.y0), *(np.shape(v) for v in tp.problem.params.values())]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.x0 = np.concatenate([np.ravel(tp.problem.y0), *(np.ravel(v) for v in tp.problem.params.values())])
+        self.last_stats = None
+
+    def solve(self, y0, params):
+        from ..ode import odeint
+
+        sol = odeint(self.tp.field(params), y0, self.tp.t, list(params.values()), **self.kwargs)
+        self.last_stats = sol.stats
+        return sol.ys
+
+    def _split(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        parts = np.split(x, np.cumsum(self.sizes)[:-1])
+        arrays = [part.reshape(shape) for part, shape in zip(parts, self.shapes, strict=True)]
+        return arrays[0], dict(zip(self.names[1:], arrays[1:], strict=True))
+
+    def _loss(self, x: np.ndarray) -> float:
+        y0, params = self._split(x)
+        return self.loss_at(y0, params)
+
+    def forward(self):
+        return self._loss(self.x0)
+
+    def backward(self, loss):
+        from .. import fd
+
+        p = self.params
+        if p["directions"]:
+            directions, derivatives = fd.directional_derivatives(
+                self._loss, self.x0, p["directions"], seed=self.seed, richardson=p["richardson"]
+            )
+            return loss, None, directions, derivatives
+        grad = fd.central_gradient(self._loss, self.x0, richardson=p["richardson"], rel_step=p["rel_step"])
+        return loss, grad, None, None
+
+    def outcome(self, state) -> Outcome:
+        loss, grad, directions, derivatives = state
+        if grad is None:
+            return Outcome(loss=float(loss), directions=np.asarray(directions), derivatives=np.asarray(derivatives))
+        y0, params = self._split(np.asarray(grad, dtype=np.float64))
+        return Outcome(loss=float(loss), grads={"y0": y0, **params})
+
+
+class Central(Method):
+    name = "fd.central"
+    library = "fd"
+    requires = ("torch",)
+    solvers = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s != "heun")
+    consistency = "odebench.backprop"
+    description = "central finite differences of the loss (own solver); Richardson and random directions optional"
+    options: ClassVar[dict[str, Option]] = {
+        "solver": SOLVER,
+        "max_steps": MAX_STEPS,
+        "n_steps": N_STEPS,
+        "richardson": Option(bool, False, "Richardson extrapolation of two step sizes"),
+        "directions": Option(int, None, "K random directional derivatives instead of the full gradient", minimum=1),
+        "rel_step": Option(float, None, "relative step (default: the cube root of the dtype's epsilon)"),
+    }
+
+    def prepare(self, problem, spec: CaseSpec):
+        return _FDPrepared(TorchProblem(problem, spec), self, spec)

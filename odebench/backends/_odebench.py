@@ -1,0 +1,86 @@
+"""The project's own solver and gradient modes (``odebench.*``)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option
+from ._torch import TorchPrepared, TorchProblem
+
+OWN_SOLVERS = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s != "heun")
+
+
+class _OdebenchPrepared(TorchPrepared):
+    def __init__(self, tp: TorchProblem, method: _Own, spec: CaseSpec):
+        super().__init__(tp)
+        p = method.params
+        self.kwargs: dict[str, Any] = dict(
+            solver=p["solver"], rtol=spec.rtol, atol=spec.atol, gradient=method.gradient,
+            max_steps=p["max_steps"] or tp.problem.max_steps,
+        )  # fmt: skip
+        if p["solver"] in FIXED_STEP:
+            self.kwargs["n_steps"] = p["n_steps"]
+        for key in ("seminorm", "checkpoints"):
+            if key in p:
+                self.kwargs[key] = p[key]
+        self.last_stats = None
+
+    def solve(self, y0, params):
+        from ..ode import odeint
+
+        sol = odeint(self.tp.field(params), y0, self.tp.t, list(params.values()), **self.kwargs)
+        self.last_stats = sol.stats
+        return sol.ys
+
+    def steps(self):
+        s = self.last_stats
+        return {
+            "steps_forward": s.steps_forward,
+            "steps_backward": s.steps_backward,
+            "rejected_forward": s.rejected_forward,
+            "rejected_backward": s.rejected_backward,
+        }
+
+
+class _Own(Method):
+    library: ClassVar[str] = "odebench"
+    requires: ClassVar[tuple[str, ...]] = ("torch",)
+    solvers: ClassVar[tuple[str, ...]] = OWN_SOLVERS
+    options: ClassVar[dict[str, Option]] = {"solver": SOLVER, "max_steps": MAX_STEPS, "n_steps": N_STEPS}
+    consistency: ClassVar[str | None] = "odebench.backprop"
+    gradient: ClassVar[str]
+
+    def prepare(self, problem, spec: CaseSpec):
+        return _OdebenchPrepared(TorchProblem(problem, spec), self, spec)
+
+
+class Backprop(_Own):
+    name = "odebench.backprop"
+    gradient = "backprop"
+    consistency = None
+    description = "own solver, autograd through every step (O(steps) memory)"
+
+
+class Backsolve(_Own):
+    name = "odebench.backsolve"
+    gradient = "backsolve"
+    options = {**_Own.options, "seminorm": Option(bool, False, "leave parameter channels out of the backward norm")}
+    description = "own continuous adjoint, state solved backwards (Chen et al. 2018)"
+
+
+class Interpolated(_Own):
+    name = "odebench.interpolated"
+    gradient = "interpolated"
+    options = {
+        **_Own.options,
+        "seminorm": Option(bool, False, "leave parameter channels out of the backward norm"),
+        "checkpoints": Option(int, None, "forward states kept (default about sqrt(2N))", minimum=2),
+    }
+    description = "own continuous adjoint, forward state from checkpoints and dense output"
+
+
+class Checkpoint(_Own):
+    name = "odebench.checkpoint"
+    gradient = "checkpoint"
+    options = {**_Own.options, "checkpoints": Option(int, None, "states kept (default about sqrt(2N))", minimum=2)}
+    description = "own discrete adjoint: exact gradient of the discrete solve, O(sqrt N) memory"

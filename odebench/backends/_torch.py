@@ -1,0 +1,132 @@
+"""What every PyTorch-based method shares: the problem as tensors, counting, timing hooks."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ._base import CaseSpec, Counts, Outcome, Prepared
+
+
+class EvalCounter:
+    """Counts vector-field evaluations per phase while ``on``; free when off."""
+
+    def __init__(self):
+        self.on = False
+        self.phase = "forward"
+        self.calls = {"forward": 0, "backward": 0}
+
+    def reset(self) -> None:
+        self.calls = {"forward": 0, "backward": 0}
+        self.phase = "forward"
+
+
+class TorchProblem:
+    """A :class:`~odebench.Problem` as torch tensors of one dtype and device."""
+
+    def __init__(self, problem, spec: CaseSpec):
+        import torch
+
+        self.torch = torch
+        self.problem = problem
+        self.dtype = getattr(torch, spec.dtype)
+        self.device = torch.device(spec.device)
+        self.y0 = self.tensor(problem.y0).requires_grad_(True)
+        self.params = {k: self.tensor(v).requires_grad_(True) for k, v in problem.params.items()}
+        self.t = self.tensor(problem.t)
+        self.counter = EvalCounter()
+
+    def tensor(self, array) -> Any:
+        return self.torch.tensor(np.asarray(array), dtype=self.dtype, device=self.device)
+
+    @property
+    def inputs(self) -> list:
+        return [self.y0, *self.params.values()]
+
+    def field(self, params: Mapping[str, Any]):
+        """The vector field ``f(t, y)`` closed over ``params``, counted while the counter is on."""
+        problem, torch, counter = self.problem, self.torch, self.counter
+
+        def f(t, y):
+            if counter.on:
+                counter.calls[counter.phase] += 1
+            return problem.vector_field(t, y, params, torch)
+
+        return f
+
+    def loss(self, ys) -> Any:
+        return self.problem.loss(ys, self.torch)
+
+    def grads_dict(self, grads) -> dict[str, np.ndarray]:
+        names = ("y0", *self.params)
+        out = {}
+        for name, g, x in zip(names, grads, self.inputs, strict=True):
+            g = self.torch.zeros_like(x) if g is None else g
+            out[name] = g.detach().to("cpu", self.torch.float64).numpy().reshape(x.shape)
+        return out
+
+
+class TorchPrepared(Prepared):
+    """A torch computation: subclasses give ``solve(y0, params) -> ys`` (with a graph)."""
+
+    def __init__(self, tp: TorchProblem):
+        self.tp = tp
+        self.memory_source = "cuda" if tp.device.type == "cuda" else "rss"
+
+    @abstractmethod
+    def solve(self, y0, params: Mapping[str, Any]) -> Any:
+        """The solution at the save times, shape (len(t), *y0.shape), differentiable."""
+
+    def steps(self) -> dict[str, int | None]:
+        """Step counts of the last counted pass, where the library exposes them."""
+        return {}
+
+    def forward(self):
+        return self.tp.loss(self.solve(self.tp.y0, self.tp.params))
+
+    def backward(self, loss):
+        grads = self.tp.torch.autograd.grad(loss, self.tp.inputs, allow_unused=True)
+        return loss, grads
+
+    def outcome(self, state) -> Outcome:
+        loss, grads = state
+        return Outcome(loss=float(loss.detach()), grads=self.tp.grads_dict(grads))
+
+    def sync(self) -> None:
+        if self.tp.device.type == "cuda":
+            self.tp.torch.cuda.synchronize(self.tp.device)
+
+    def count(self) -> Counts:
+        counter = self.tp.counter
+        counter.reset()
+        counter.on = True
+        try:
+            loss = self.forward()
+            counter.phase = "backward"
+            self.backward(loss)
+        finally:
+            counter.on = False
+        steps = self.steps()
+        return Counts(
+            nfe_forward=counter.calls["forward"],
+            nfe_backward=counter.calls["backward"],
+            steps_forward=steps.get("steps_forward"),
+            steps_backward=steps.get("steps_backward"),
+            rejected_forward=steps.get("rejected_forward"),
+            rejected_backward=steps.get("rejected_backward"),
+        )
+
+    def loss_at(self, y0: np.ndarray, params: Mapping[str, np.ndarray]) -> float:
+        tp = self.tp
+        with tp.torch.no_grad():
+            p = {k: tp.tensor(params[k]) for k in tp.params}
+            return float(tp.loss(self.solve(tp.tensor(y0), p)))
+
+    def torch_module(self):
+        return self.tp.torch
+
+    def device_handle(self):
+        return self.tp.device
