@@ -3,6 +3,7 @@
 from ._base import (
     CaseSpec as CaseSpec,
     Counts as Counts,
+    DeviceUnavailable as DeviceUnavailable,
     Method as Method,
     MethodError as MethodError,
     Option as Option,
@@ -16,6 +17,7 @@ __all__ = [
     "KNOWN_SOLVERS",
     "CaseSpec",
     "Counts",
+    "DeviceUnavailable",
     "Method",
     "MethodError",
     "Option",

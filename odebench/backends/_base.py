@@ -22,6 +22,11 @@ class MethodError(ValueError):
     """Bad method parameters; the message names the parameter and what is valid."""
 
 
+class DeviceUnavailable(RuntimeError):
+    """The case's device is valid but not present here (``cuda`` on a machine without
+    one): the case is recorded as ``unavailable``, not failed."""
+
+
 @dataclass(frozen=True)
 class Option:
     """One parameter a method accepts, with its type, default and documentation."""

@@ -1,0 +1,253 @@
+"""One case, measured: the body of a worker process.
+
+Order matters for honest figures. In a fresh process: set-up (problem, reference from
+the cache, the method's ``prepare``, JIT included), then the memory pass (the first
+forward + backward, whose peak is this case's alone), then warm-up, then the timed
+repeats (device sync inside the timer, garbage collection outside it), then the
+untimed counting pass, then the checks against the reference, the same library's
+discrete backprop, and finite differences of the method's own loss.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import math
+import re
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from .._memory import MemoryProbe
+from .._records import Record
+from ..backends import CaseSpec, Outcome, make_method
+from ..backends._base import DeviceUnavailable, Method
+from ._suite import Case, Settings
+
+_DIVERGED = re.compile(
+    r"max_?steps|max_num_steps|maximum number of steps|step size|underflow|non-?finite|not finite|\bnan\b|\binf\b",
+    re.IGNORECASE,
+)
+FD_DIRECTIONS = 2  # directional derivatives per case in the finite-difference check
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def classify(exc: BaseException) -> str:
+    """``diverged`` for a solve that blew up or ran out of steps, ``failed`` otherwise."""
+    try:
+        from ..ode import SolverError
+
+        if isinstance(exc, SolverError):
+            return "diverged"
+    except ImportError:  # pragma: no cover
+        pass
+    return "diverged" if _DIVERGED.search(f"{type(exc).__name__}: {exc}") else "failed"
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the record: the exception and where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def base_record(case: Case, run_id: str, suite: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "case_id": case.case_id,
+        "suite": suite,
+        **case.identity,
+        "backend": case.method.name.split(".")[0],
+        "solver": str(case.method.params.get("solver", "")),
+    }
+
+
+def finish(fields: dict[str, Any], started: float) -> Record:
+    fields.setdefault("finished_at", now_iso())
+    fields["case_wall_s"] = time.perf_counter() - started
+    return Record.from_dict(fields)
+
+
+def _flat(problem, outcome: Outcome) -> tuple[np.ndarray, np.ndarray | None]:
+    """The method's gradient as a flat vector, or its projections and directions."""
+    if outcome.directions is not None:
+        return np.asarray(outcome.derivatives, dtype=np.float64), np.asarray(outcome.directions, dtype=np.float64)
+    return problem.flat_gradient(outcome.grads), None
+
+
+def _compare(g: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    diff = g - ref
+    ref_norm, g_norm = float(np.linalg.norm(ref)), float(np.linalg.norm(g))
+    rel = float(np.linalg.norm(diff)) / ref_norm if ref_norm > 0 else float(np.linalg.norm(diff))
+    cos = float(g @ ref) / (g_norm * ref_norm) if g_norm > 0 and ref_norm > 0 else math.nan
+    return {"grad_rel_err": rel, "grad_max_abs_err": float(np.max(np.abs(diff))) if diff.size else 0.0, "grad_cosine": cos}
+
+
+def _finite(outcome: Outcome) -> bool:
+    values = [outcome.loss]
+    arrays = list(outcome.grads.values()) + ([outcome.derivatives] if outcome.derivatives is not None else [])
+    return math.isfinite(values[0]) and all(np.all(np.isfinite(a)) for a in arrays)
+
+
+def _consistency(method: Method, problem, spec: CaseSpec, g: np.ndarray, directions) -> tuple[float | None, str]:
+    """Relative difference to the same library's discrete backprop at the same settings."""
+    name = method.consistency
+    if name is None:
+        return None, ""
+    from ..backends import method_class
+
+    cls = method_class(name)
+    shared = {k: v for k, v in method.params.items() if k in cls.options and k in ("solver", "n_steps", "max_steps")}
+    other = cls(shared)
+    if other.unavailable_reason(spec.device):
+        return None, name
+    prepared = other.prepare(problem, spec)
+    outcome = prepared.outcome(prepared.backward(prepared.forward()))
+    ref = problem.flat_gradient(outcome.grads)
+    if directions is not None:
+        ref = directions @ ref
+    return _compare(g, ref)["grad_rel_err"], name
+
+
+def _fd_agreement(prepared, problem, g: np.ndarray, seed: int) -> float:
+    """Largest disagreement of g . v with central differences of the method's own loss,
+    over random unit directions v, relative to |g|."""
+    from .. import fd
+
+    sizes = [problem.y0.size, *(v.size for v in problem.params.values())]
+    shapes = [problem.y0.shape, *(v.shape for v in problem.params.values())]
+    x0 = np.concatenate([problem.y0.ravel(), *(v.ravel() for v in problem.params.values())])
+
+    def loss(x):
+        parts = np.split(x, np.cumsum(sizes)[:-1])
+        arrays = [p.reshape(s) for p, s in zip(parts, shapes, strict=True)]
+        return prepared.loss_at(arrays[0], dict(zip(problem.params, arrays[1:], strict=True)))
+
+    directions, derivatives = fd.directional_derivatives(loss, x0, FD_DIRECTIONS, seed=seed)
+    scale = max(float(np.linalg.norm(g)), 1e-300)
+    return float(np.max(np.abs(directions @ g - derivatives)) / (np.linalg.norm(directions, axis=1).max() * scale))
+
+
+def _timed(prepared, repeats: int) -> tuple[list[float], list[float], list[float]]:
+    fwd, bwd, tot = [], [], []
+    for _ in range(repeats):
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            state = prepared.forward()
+            prepared.sync()
+            t1 = time.perf_counter()
+            prepared.backward(state)
+            prepared.sync()
+            t2 = time.perf_counter()
+        finally:
+            gc.enable()
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+        tot.append(t2 - t0)
+    return fwd, bwd, tot
+
+
+def _device_reason(method: Method, device: str) -> str | None:
+    if device != "cuda" or "torch" not in method.requires:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device here (torch.cuda.is_available() is False)"
+    return None
+
+
+def run_case(case: Case, settings: Settings, run_id: str, suite: str) -> Record:
+    """Measure one case; every failure becomes the record's status and message."""
+    started = time.perf_counter()
+    fields = base_record(case, run_id, suite)
+    fields["repeats"] = settings.repeats
+    stage = "building the problem"
+    try:
+        from ..problems import get_problem, reference_gradient
+
+        problem = get_problem(case.problem.name, dict(case.problem.params))
+        fields.update(n_state=problem.n_state, n_params=problem.n_params, n_save_times=int(problem.t.size))
+        stage = "configuring the method"
+        method = make_method(case.method.name, case.method.params)
+        fields["backend"] = method.library
+        fields["solver"] = str(method.params.get("solver", ""))
+        reason = method.unavailable_reason(case.device) or _device_reason(method, case.device)
+        if reason:
+            return finish({**fields, "status": "unavailable", "error": reason}, started)
+        if "torch" in method.requires:
+            import torch
+
+            torch.set_num_threads(settings.threads)
+        stage = "computing the reference gradient"
+        reference = reference_gradient(problem)
+        fields.update(reference=reference.kind, reference_err=reference.error_estimate)
+        stage = "preparing the method"
+        spec = CaseSpec(case.tolerance.rtol, case.tolerance.atol, case.dtype, case.device, case.seed)
+        try:
+            prepared = method.prepare(problem, spec)
+        except DeviceUnavailable as exc:
+            return finish({**fields, "status": "unavailable", "error": str(exc)}, started)
+
+        stage = "the first forward and backward pass"
+        probe = MemoryProbe(prepared.memory_source, torch=prepared.torch_module(), device=prepared.device_handle())
+        t0 = time.perf_counter()
+        with probe:
+            state = prepared.backward(prepared.forward())
+            prepared.sync()
+        first_call = time.perf_counter() - t0
+        outcome = prepared.outcome(state)
+        fields.update(peak_memory_bytes=probe.result.peak_bytes, memory_source=probe.result.source, loss=outcome.loss)
+        if not _finite(outcome):
+            return finish({**fields, "status": "diverged", "error": "NaN or Inf in the loss or the gradient"}, started)
+
+        stage = "warm-up"
+        for _ in range(settings.warmup):
+            prepared.backward(prepared.forward())
+            prepared.sync()
+        stage = "timing"
+        fwd, bwd, tot = _timed(prepared, settings.repeats)
+        median = float(np.median(tot))
+        compile_time = prepared.compile_time_s if prepared.compile_time_s is not None else max(0.0, first_call - median)
+        fields.update(
+            time_forward_s=float(np.median(fwd)), time_backward_s=float(np.median(bwd)), time_total_s=median,
+            time_total_iqr_s=float(np.percentile(tot, 75) - np.percentile(tot, 25)), time_samples_s=tot,
+            compile_time_s=compile_time,
+        )  # fmt: skip
+
+        stage = "counting evaluations"
+        counts = prepared.count()
+        fields.update({k: getattr(counts, k) for k in (
+            "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "rejected_forward", "rejected_backward")})  # fmt: skip
+
+        stage = "comparing with the reference"
+        g, directions = _flat(problem, outcome)
+        ref = reference.flat if directions is None else directions @ reference.flat
+        fields.update(_compare(g, ref))
+        stage = "checking consistency with discrete backprop"
+        fields["consistency_err"], fields["consistency_method"] = _consistency(method, problem, spec, g, directions)
+        if settings.fd_check and directions is None:
+            stage = "checking against finite differences"
+            fields["fd_err"] = _fd_agreement(prepared, problem, g, case.seed)
+        return finish({**fields, "status": "ok"}, started)
+    except Exception as exc:  # noqa: BLE001 - failure is data: the record says what went wrong
+        return finish({**fields, "status": classify(exc), "error": f"{stage}: {describe(exc)}"}, started)
+
+
+def compute_reference(problem_name: str, params: dict[str, Any], threads: int = 1) -> dict[str, Any]:
+    """Compute (or load from the cache) one problem's reference gradient; a summary."""
+    import torch
+
+    from ..problems import get_problem, reference_gradient
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    ref = reference_gradient(get_problem(problem_name, params))
+    return {"kind": ref.kind, "error_estimate": ref.error_estimate, "seconds": time.perf_counter() - started}
