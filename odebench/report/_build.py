@@ -27,7 +27,7 @@ from ._data import (
     prepare,
 )
 from ._figures import ReportFigure, draw_figures
-from ._findings import ERROR_FLOOR, THRESHOLDS, Finding, findings_from
+from ._findings import ERROR_FLOOR, THRESHOLDS, Finding, findings_in
 from ._render import Block, Bullets, Details, Heading, Image, Item, Paragraph, Table, to_html, to_markdown
 from ._style import assign_styles
 
@@ -87,7 +87,7 @@ def write_report(
     pts = points(prepared)
     styles = assign_styles(zip(prepared.frame["series"], prepared.frame["family"]))
     figures = draw_figures(output, pts, styles)
-    findings = findings_from(prepared)
+    findings = findings_in(pts)
     title = title or "odebench report: " + (", ".join(name for name, _ in run_info) or "records")
     blocks = _document(title, prepared, pts, findings, figures, run_info)
     (output / REPORT_MD).write_text(to_markdown(blocks), encoding="utf-8")
@@ -110,9 +110,11 @@ def _summary(prepared: Prepared) -> str:
     return text
 
 
-def _finding_blocks(findings: list[Finding], drawn: set[str], n_failed: int) -> list[Block]:
+def _finding_blocks(findings: list[Finding], drawn: set[str], n_ok: int, n_failed: int) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Findings", "findings")]
-    if not findings:
+    if not n_ok:
+        blocks.append(Paragraph("No findings: no case succeeded, so there are no numbers to judge."))
+    elif not findings:
         blocks.append(
             Paragraph(
                 "No findings: every method honours its tolerance, agrees with its own forward solve, "
@@ -130,7 +132,7 @@ def _finding_blocks(findings: list[Finding], drawn: set[str], n_failed: int) -> 
             items.append(Item(f"`{f.method}`: **{f.title}**: {f.summary}{link}", f.evidence))
         blocks.append(Bullets(tuple(items)))
     if n_failed:
-        blocks.append(Paragraph(f"{n_failed} cases did not succeed: see [Failures](#failures)."))
+        blocks.append(Paragraph(f"Cases that did not succeed: {n_failed} (see [Failures](#failures))."))
     return blocks
 
 
@@ -185,7 +187,7 @@ def _document(
     drawn = [f for f in figures if f.drawn]
     failed = failures(prepared)
     blocks: list[Block] = [Heading(1, title), Paragraph(_summary(prepared))]
-    blocks += _finding_blocks(findings, {f.file for f in drawn}, len(failed))
+    blocks += _finding_blocks(findings, {f.file for f in drawn}, len(pts), len(failed))
     blocks.append(_how_to_read())
 
     tables = {t.problem: t for t in metric_tables(prepared, pts)}
@@ -216,5 +218,5 @@ def _document(
     if environment.empty:
         blocks.append(Paragraph("No `run.json` was found: the environment is unknown."))
     else:
-        blocks.append(Table(environment, index_name=""))
+        blocks.append(Table(environment))
     return blocks

@@ -16,7 +16,6 @@ import pandas as pd
 
 from ._data import (
     MIB,
-    Prepared,
     figure_file,
     format_tolerance,
     points,
@@ -323,9 +322,8 @@ def _fold(findings: list[Finding]) -> list[Finding]:
     return sorted(kept.values(), key=lambda f: (f.problem, f.method, order.index(f.kind)))
 
 
-def findings_from(prepared: Prepared) -> list[Finding]:
-    """The findings of prepared records (see :func:`find_findings`)."""
-    pts = points(prepared)
+def findings_in(pts: pd.DataFrame) -> list[Finding]:
+    """The findings of per-case points (as :func:`odebench.report._data.points` returns)."""
     if pts.empty:
         return []
     pts = pts.assign(tol_eff=_effective_tolerance(pts))
@@ -334,4 +332,4 @@ def findings_from(prepared: Prepared) -> list[Finding]:
 
 def find_findings(frame: pd.DataFrame) -> list[Finding]:
     """What the numbers of a records frame say, per problem and method (empty on a clean run)."""
-    return findings_from(prepare(frame))
+    return findings_in(points(prepare(frame)))

@@ -74,8 +74,10 @@ Block = Heading | Paragraph | Bullets | Table | Image | Details
 # --- markdown ---------------------------------------------------------------------------
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
+def _md_cell(text: object) -> str:
+    """Table text as markdown shows it literally (error messages may hold ``|``, ``<`` or newlines)."""
+    escaped = html.escape(str(text), quote=False).replace("\\", "\\\\").replace("|", "\\|")
+    return escaped.replace("\n", " ").strip()
 
 
 def markdown_table(table: Table) -> str:
