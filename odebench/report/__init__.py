@@ -1,0 +1,36 @@
+"""Reports: ``report.md``, ``index.html`` and figures from results, findings first.
+
+The public names load on first use, so that ``odebench report --help`` (which imports
+this package) does not pay for pandas and matplotlib. Nothing here imports torch or jax.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "build_report": "odebench.report._build",
+    "write_report": "odebench.report._build",
+    "default_output": "odebench.report._build",
+    "find_findings": "odebench.report._findings",
+    "Finding": "odebench.report._findings",
+    "Threshold": "odebench.report._findings",
+    "THRESHOLDS": "odebench.report._findings",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'odebench.report' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._build import build_report, default_output, write_report
+    from ._findings import THRESHOLDS, Finding, Threshold, find_findings

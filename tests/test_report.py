@@ -1,0 +1,471 @@
+"""Reports: files written, tables that parse back to the numbers, findings on both sides, the CLI."""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from odebench import cli, load_results
+from odebench._testing import DEFAULT_METHODS, DEFAULT_PROBLEMS, synthetic_frame, write_synthetic_run
+from odebench.report import THRESHOLDS, build_report, find_findings, write_report
+from odebench.report._data import describe_environment, prepare
+from odebench.report._style import assign_styles
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CLEAN_PROBLEMS = [p for p in DEFAULT_PROBLEMS if p[0] != "stiff_decay"]
+BACKSOLVE = "odebench.backsolve(seminorm=false)"
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _cells(row: str) -> list[str]:
+    """The cells of one pipe-table row (``\\|`` is a literal bar)."""
+    return [html.unescape(c.strip().replace("\\|", "|")) for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+def parse_pipe_tables(markdown: str) -> list[tuple[str, pd.DataFrame]]:
+    """Every pipe table of a markdown text with the heading above it, cells as text."""
+    tables, heading, lines = [], "", markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            header, rows = _cells(line), []
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(_cells(lines[i]))
+                i += 1
+            tables.append((heading, pd.DataFrame(rows, columns=header).set_index(header[0])))
+            continue
+        i += 1
+    return tables
+
+
+def to_number(cell: str) -> float:
+    try:
+        return float(cell.strip("*"))
+    except ValueError:
+        return math.nan
+
+
+def figure_refs(text: str) -> set[str]:
+    return set(re.findall(r"figures/[A-Za-z0-9_.-]+\.png", text))
+
+
+def assert_report_files(folder: Path) -> tuple[str, str]:
+    """The report's two documents exist, every PNG is a non-empty image, every reference resolves."""
+    md = (folder / "report.md").read_text(encoding="utf-8")
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    written = {f"figures/{p.name}" for p in (folder / "figures").glob("*.png")}
+    for name in written:
+        assert (folder / name).read_bytes()[:8] == PNG_MAGIC
+    assert figure_refs(md) | figure_refs(page) <= written, "a referenced figure does not exist"
+    shown = set(re.findall(r'data-file="(figures/[^"]+)"', page))
+    assert shown == written, "the HTML must name every figure it shows, and show every figure written"
+    assert page.count('src="data:image/png;base64,') == len(written)
+    assert not re.search(r'(src|href)="(https?:)?//', page), "the HTML must open offline"
+    return md, page
+
+
+@pytest.fixture
+def odebench_main(monkeypatch):
+    """``odebench.cli.main`` with only the command modules that exist in this checkout.
+
+    The parser imports every command module; those of commands not built yet would fail it.
+    """
+    available = {name: entry for name, entry in cli.COMMANDS.items() if _exists(entry[0])}
+    monkeypatch.setattr(cli, "COMMANDS", available)
+    return cli.main
+
+
+def _exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
+
+
+def mutate(frame: pd.DataFrame, problem_params: dict, method: str, method_params: dict, rtol=None, **values):
+    """Set columns of the rows of one problem instance and method (optionally one tolerance)."""
+    frame = frame.copy()
+    rows = (
+        (frame["problem_params"] == json.dumps(problem_params, sort_keys=True))
+        & (frame["method"] == method)
+        & (frame["method_params"] == json.dumps(method_params, sort_keys=True))
+    )
+    if rtol is not None:
+        rows &= frame["rtol"] == rtol
+    assert rows.any()
+    for column, value in values.items():
+        new = value(frame.loc[rows]) if callable(value) else value
+        frame.loc[rows, column] = new
+    return frame
+
+
+# --- the full synthetic report ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    run = write_synthetic_run(tmp_path_factory.mktemp("results") / "synthetic-run")
+    out = build_report([run], tmp_path_factory.mktemp("reports") / "synthetic")
+    return run, out
+
+
+def test_every_figure_is_written(report):
+    _, out = report
+    expected = {
+        f"{kind}_{problem}.png"
+        for kind in ("wp_time", "wp_nfe", "accuracy", "nfe")
+        for problem in ("linear", "stiff_decay", "neural_mlp")
+    } | {"memory_vs_t_end.png", "scaling.png"}
+    assert {p.name for p in (out / "figures").glob("*.png")} == expected
+    assert_report_files(out)
+
+
+def test_findings_come_first_and_link_their_figure(report):
+    _, out = report
+    md = (out / "report.md").read_text()
+    assert md.index("## Findings") < md.index("## Problem")
+    findings = md[md.index("## Findings") : md.index("<details>")]
+    assert findings.count("**unstable backward solve**") == 3
+    assert "(figures/accuracy_stiff_decay.png)" in findings
+    page = (out / "index.html").read_text()
+    assert 'href="#fig-accuracy_stiff_decay"' in page and 'id="fig-accuracy_stiff_decay"' in page
+    for name in THRESHOLDS:
+        assert f"`{name}`" in md and f"<code>{name}</code>" in page
+
+
+def test_markdown_tables_parse_back_to_the_numbers(report):
+    run, out = report
+    tables = dict(parse_pipe_tables((out / "report.md").read_text()))
+    records = prepare(load_results(run)).frame  # for the labels; the numbers come from the records
+    records = records[records["status"] == "ok"]
+    expected = {
+        "error": records["grad_rel_err"],
+        "time [s]": records["time_total_s"],
+        "NFE": (records["nfe_forward"] + records["nfe_backward"]).astype(float),
+        "memory [MiB]": records["peak_memory_bytes"].astype(float) / 2**20,
+    }
+    instances = sorted(records["problem_label"].unique())
+    assert len(instances) == 4
+    compared = 0
+    for instance in instances:
+        parsed = tables[f"`{instance}`: error, time, NFE and memory per tolerance"]
+        numbers = parsed.map(to_number).astype(float)
+        rows = records[records["problem_label"] == instance]
+        assert sorted(parsed.index) == sorted(rows["series"].unique())
+        for header, values in expected.items():
+            for series, rtol, value in zip(rows["series"], rows["rtol"], values[rows.index]):
+                assert numbers.loc[series, f"{header} @ {rtol:.0e}"] == pytest.approx(value, rel=6e-3)
+                compared += 1
+        # Bold marks the lowest number of each column, and only it.
+        bold = parsed.map(lambda cell: cell.startswith("**"))
+        lowest = numbers.eq(numbers.min(axis=0), axis=1)
+        assert (bold == lowest).all().all()
+    assert compared == 4 * 69
+    neural = tables["`neural_mlp(t_end=1, width=64)`: error, time, NFE and memory per tolerance"]
+    assert neural.loc["torchdiffeq.adjoint", "error @ 1e-09"] == "timeout"
+    assert neural.loc["odebench.backprop", "NFE @ 1e-03"].startswith("**")
+
+
+def test_failures_and_environment_tables(report):
+    _, out = report
+    tables = dict(parse_pipe_tables((out / "report.md").read_text()))
+    failed = tables["Failures"]
+    assert sorted(failed["status"]) == ["timeout", "timeout", "unavailable"]
+    assert "synthetic: solver not supported" in set(failed["error"])
+    environment = tables["Environment"]["synthetic-run"]
+    assert environment["CPU"] == "synthetic CPU (2 cores)"
+    assert environment["GPU"] == "none"
+    assert environment["commit"] == "0" * 12
+
+
+def test_environment_tolerates_missing_keys(tmp_path):
+    assert describe_environment({}) == {}
+    partial = describe_environment({"gpu": {"name": "H200"}, "cpu": {"cores": 16}, "git": {"dirty": True}})
+    assert partial == {"GPU": "H200 (CUDA ?)", "CPU": "? (16 cores)"}
+    run = write_synthetic_run(tmp_path / "run", problems=[("linear", {"dim": 4})], methods=DEFAULT_METHODS[:1])
+    (run / "run.json").unlink()
+    md = (build_report(run, tmp_path / "report") / "report.md").read_text()
+    assert "No `run.json` was found" in md
+
+
+def test_work_precision_figure_panels_per_instance(report):
+    _, out = report
+    from PIL import Image
+
+    linear = Image.open(out / "figures" / "wp_time_linear.png")
+    neural = Image.open(out / "figures" / "wp_time_neural_mlp.png")
+    assert neural.size[0] > linear.size[0]  # two instances side by side
+
+
+# --- findings, both sides ------------------------------------------------------------------------
+
+
+def test_clean_run_has_no_findings():
+    assert find_findings(synthetic_frame(problems=CLEAN_PROBLEMS)) == []
+
+
+def test_unstable_backsolve_on_stiff_problem():
+    found = find_findings(synthetic_frame())
+    assert [(f.kind, f.problem) for f in found] == [("unstable_backward", "stiff_decay(k=40)")] * 3
+    assert {f.method for f in found} == {BACKSOLVE, "odebench.backsolve(seminorm=true)", "torchdiffeq.adjoint"}
+    # The missed tolerance and the inconsistency it causes are evidence, not separate findings.
+    assert any(line.startswith("also tolerance not honoured") for line in found[0].evidence)
+    assert all(f.figure == "figures/accuracy_stiff_decay.png" for f in found)
+
+
+LINEAR, NEURAL_1 = {"dim": 4}, {"t_end": 1.0, "width": 64}
+SOLVER = {"solver": "dopri5"}
+BACKSOLVE_PARAMS = {"solver": "dopri5", "seminorm": False}
+
+INJECTIONS = {
+    "error far above rtol": (
+        lambda f: mutate(f, LINEAR, "odebench.checkpoint", SOLVER, grad_rel_err=lambda r: r["grad_rel_err"] * 1e3),
+        ("tolerance", "linear(dim=4)", "odebench.checkpoint", "its tolerance"),
+    ),
+    "error plateau": (
+        lambda f: mutate(
+            mutate(f, LINEAR, "odebench.interpolated", SOLVER, rtol=1e-6, grad_rel_err=2e-5),
+            LINEAR, "odebench.interpolated", SOLVER, rtol=1e-9, grad_rel_err=2e-5,
+        ),  # fmt: skip
+        ("tolerance", "linear(dim=4)", "odebench.interpolated", "plateau"),
+    ),
+    "inconsistent adjoint": (
+        lambda f: mutate(f, NEURAL_1, "odebench.interpolated", SOLVER, consistency_err=0.1),
+        ("consistency", "neural_mlp(t_end=1, width=64)", "odebench.interpolated", "discrete backprop"),
+    ),
+    "unstable backsolve": (
+        lambda f: mutate(f, LINEAR, "odebench.backsolve", BACKSOLVE_PARAMS, rtol=1e-6, grad_rel_err=1.0),
+        ("unstable_backward", "linear(dim=4)", BACKSOLVE, "unstable"),
+    ),
+    "backward NFE": (
+        lambda f: mutate(f, LINEAR, "odebench.checkpoint", SOLVER, nfe_backward=lambda r: r["nfe_forward"] * 20),
+        ("work", "linear(dim=4)", "odebench.checkpoint", "backward NFE"),
+    ),
+    "NFE against peers": (
+        lambda f: mutate(
+            f, LINEAR, "odebench.checkpoint", SOLVER,
+            nfe_forward=lambda r: r["nfe_forward"] * 20, nfe_backward=lambda r: r["nfe_backward"] * 20,
+        ),  # fmt: skip
+        ("work", "linear(dim=4)", "odebench.checkpoint", "at least as accurate"),
+    ),
+    "memory grows with t_end": (
+        lambda f: mutate(
+            f, {"t_end": 4.0, "width": 64}, "odebench.backsolve", BACKSOLVE_PARAMS,
+            peak_memory_bytes=lambda r: r["peak_memory_bytes"] * 4,
+        ),  # fmt: skip
+        ("memory", "neural_mlp(width=64)", BACKSOLVE, "t_end sweep"),
+    ),
+}
+
+
+@pytest.mark.parametrize("anomaly", list(INJECTIONS))
+def test_each_injected_anomaly_yields_exactly_its_finding(anomaly):
+    inject, (kind, problem, method, phrase) = INJECTIONS[anomaly]
+    found = find_findings(inject(synthetic_frame(problems=CLEAN_PROBLEMS)))
+    assert [(f.kind, f.problem, f.method) for f in found] == [(kind, problem, method)]
+    assert phrase in found[0].summary
+
+
+BELOW_THRESHOLDS = {
+    "memory grows 1.8x": lambda f: mutate(
+        f, {"t_end": 4.0, "width": 64}, "odebench.backsolve", BACKSOLVE_PARAMS,
+        peak_memory_bytes=lambda r: r["peak_memory_bytes"] * 1.8,
+    ),  # fmt: skip
+    "backward NFE 8x forward": lambda f: mutate(
+        f, LINEAR, "odebench.checkpoint", SOLVER, nfe_backward=lambda r: r["nfe_forward"] * 8
+    ),
+    "consistency_err 50x rtol": lambda f: mutate(
+        f, NEURAL_1, "odebench.interpolated", SOLVER, consistency_err=lambda r: r["rtol"] * 50
+    ),
+}
+
+
+@pytest.mark.parametrize("anomaly", list(BELOW_THRESHOLDS))
+def test_anomalies_below_their_threshold_are_no_finding(anomaly):
+    assert find_findings(BELOW_THRESHOLDS[anomaly](synthetic_frame(problems=CLEAN_PROBLEMS))) == []
+
+
+def test_memory_growth_of_backprop_is_no_finding():
+    # backprop keeps every step: its memory grows 3.7x over the synthetic t_end sweep, as it should.
+    frame = synthetic_frame(problems=CLEAN_PROBLEMS)
+    mem = frame.groupby("problem_params")["peak_memory_bytes"].max()
+    assert mem['{"t_end": 4.0, "width": 64}'] > 3 * mem['{"t_end": 1.0, "width": 64}']
+    assert find_findings(frame) == []
+
+
+def test_float32_error_floor_is_no_finding():
+    frame = synthetic_frame(problems=CLEAN_PROBLEMS, failures=False)
+    frame["dtype"] = "float32"
+    frame["grad_rel_err"] = np.maximum(frame["grad_rel_err"], 3e-6)  # float32 cannot do better
+    frame["consistency_err"] = np.minimum(frame["consistency_err"], frame["grad_rel_err"])
+    assert find_findings(frame) == []
+    frame.loc[frame["method"] == "odebench.checkpoint", "grad_rel_err"] = 5e-3  # but this is far off
+    assert [f.kind for f in find_findings(frame)] == ["tolerance"] * 3
+
+
+def test_finite_differences_are_no_contender():
+    frame = synthetic_frame(
+        problems=CLEAN_PROBLEMS, methods=[*DEFAULT_METHODS, ("fd.central", {"solver": "dopri5"})], failures=False
+    )
+    fd = frame["method"] == "fd.central"
+    frame.loc[fd, "grad_rel_err"] = 1e-6  # limited by the difference step, whatever the tolerance
+    frame.loc[fd, "nfe_forward"] = frame.loc[fd, "nfe_forward"] * 2 * 1024
+    frame.loc[fd, "nfe_backward"] = 0
+    assert find_findings(frame) == []
+
+
+def test_unstable_needs_a_stable_method_to_compare_with():
+    only_backsolve = [m for m in DEFAULT_METHODS if m[0] in ("odebench.backsolve", "torchdiffeq.adjoint")]
+    found = find_findings(synthetic_frame(methods=only_backsolve, failures=False))
+    # Without a checkpointed method to compare with, the inconsistency is the diagnosis.
+    assert [(f.kind, f.problem) for f in found] == [("consistency", "stiff_decay(k=40)")] * 3
+
+
+def test_thresholds_are_documented():
+    assert len(THRESHOLDS) >= 8
+    for name, value in THRESHOLDS.items():
+        assert isinstance(value, float) and value > 0
+        assert value.__doc__ and len(value.__doc__) > 30, name
+
+
+# --- reports from awkward data -------------------------------------------------------------------
+
+
+def test_single_method_single_tolerance(tmp_path):
+    frame = synthetic_frame(
+        problems=[("linear", {"dim": 4})], methods=[("odebench.checkpoint", {"solver": "dopri5"})], tolerances=(1e-6,)
+    )
+    out = write_report(frame, tmp_path / "r")
+    md, _ = assert_report_files(out)
+    assert (out / "figures" / "wp_time_linear.png").stat().st_size > 0
+    (heading, table), *_ = [t for t in parse_pipe_tables(md) if "per tolerance" in t[0]]
+    assert list(table.index) == ["odebench.checkpoint"]
+    assert [c for c in table.columns if c.startswith("error")] == ["error @ 1e-06"]
+    assert "every timed case has the same n_params and n_state" in md
+    assert "Every case succeeded." in md
+
+
+def test_nan_metrics_skip_their_figures(tmp_path):
+    frame = synthetic_frame(problems=[("linear", {"dim": 4})])
+    frame["grad_rel_err"] = np.nan
+    frame["consistency_err"] = np.nan
+    frame["time_total_s"] = np.nan
+    out = write_report(frame, tmp_path / "r")
+    md, _ = assert_report_files(out)
+    names = {p.name for p in (out / "figures").glob("*.png")}
+    assert names == {"nfe_linear.png"}  # NFE counts are all that is left
+    skipped = md[md.index("## Figures not drawn") :]
+    for name in ("wp_time_linear", "wp_nfe_linear", "accuracy_linear", "memory_vs_sweep", "scaling"):
+        assert f"`fig-{name}`" in skipped
+    assert find_findings(frame) == []
+
+
+@pytest.mark.parametrize("case", ["no records", "nothing succeeded"])
+def test_report_without_successful_cases(tmp_path, case):
+    frame = synthetic_frame(problems=[("linear", {"dim": 4})])
+    if case == "no records":
+        frame = frame.iloc[0:0]
+    else:
+        frame["status"] = "failed"
+        frame["error"] = "RuntimeError: boom | <b>again</b>"
+    out = write_report(frame, tmp_path / "r")
+    md, page = assert_report_files(out)
+    assert not list((out / "figures").glob("*.png"))
+    assert "No findings: no case succeeded" in md and "Work-precision (`fig-wp_time`): no case succeeded" in md
+    if case == "nothing succeeded":
+        failed = dict(parse_pipe_tables(md))["Failures"]
+        assert len(failed) == 18 and set(failed["error"]) == {"RuntimeError: boom | <b>again</b>"}
+        for text in (md, page):
+            assert "RuntimeError: boom" in text and "<b>again" not in text
+
+
+def test_stale_figures_are_removed(tmp_path):
+    out = tmp_path / "r"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "old.png").write_bytes(PNG_MAGIC)
+    write_report(synthetic_frame(problems=[("linear", {"dim": 4})]).iloc[0:0], out)
+    assert not (out / "figures" / "old.png").exists()
+
+
+def test_many_methods_keep_distinct_styles(tmp_path):
+    methods = [(f"lib{i}.checkpoint", {"solver": s}) for i in range(6) for s in ("dopri5", "tsit5")]
+    styles = assign_styles((f"m{i}", "stable") for i in range(40))
+    assert len({(s.color, s.marker) for s in styles.values()}) == 40
+    frame = synthetic_frame(problems=[("linear", {"dim": 4})], methods=methods, failures=False)
+    prepared = prepare(frame)
+    assert len(prepared.series) == 12 and "lib0.checkpoint(solver=tsit5)" in prepared.series
+    out = write_report(frame, tmp_path / "r")
+    assert_report_files(out)
+
+
+def test_overlapping_runs_stay_apart(tmp_path):
+    small = dict(problems=[("linear", {"dim": 4})], methods=DEFAULT_METHODS[:2], tolerances=(1e-3, 1e-6))
+    base = write_synthetic_run(tmp_path / "base", run_id="base", **small)
+    new = write_synthetic_run(tmp_path / "new", run_id="new", time_scale=2.0, **small)
+    out = build_report([base, new], tmp_path / "both")
+    md, _ = assert_report_files(out)
+    assert "odebench.backprop [new]" in md and "odebench.backprop [base]" in md
+    assert "| run | base | new |" in md
+
+
+# --- command line and layering ---------------------------------------------------------------------
+
+
+def test_cli_writes_the_report(tmp_path, capsys, monkeypatch, odebench_main):
+    run = write_synthetic_run(
+        tmp_path / "quick-run", problems=[("linear", {"dim": 4})], methods=DEFAULT_METHODS[:1], tolerances=(1e-6,)
+    )
+    monkeypatch.chdir(tmp_path)
+    assert odebench_main(["report", str(run)]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    assert out == Path("reports") / "quick-run"
+    assert (tmp_path / out / "index.html").exists()
+    assert odebench_main(["report", str(run), "-o", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "report.md").exists()
+
+
+@pytest.mark.parametrize("make", ["missing", "not a results folder", "output is a file"])
+def test_cli_bad_input_exits_2(tmp_path, capsys, make, odebench_main):
+    path, out = tmp_path / "run", tmp_path / "out"
+    if make == "not a results folder":
+        path.mkdir()
+    if make == "output is a file":
+        write_synthetic_run(path, problems=[("linear", {"dim": 4})], methods=DEFAULT_METHODS[:1])
+        out.write_text("")
+    assert odebench_main(["report", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("odebench report: error:")
+    assert str(out if make == "output is a file" else path) in err
+    assert make == "output is a file" or not out.exists()
+
+
+def test_reports_import_neither_torch_nor_jax():
+    code = (
+        "import sys, odebench.report._cli\n"
+        "assert 'pandas' not in sys.modules and 'matplotlib' not in sys.modules, 'the CLI module must stay cheap'\n"
+        "import odebench.report as r\n"
+        "r.build_report, r.find_findings\n"
+        "import odebench.report._figures\n"
+        "print(sorted(m for m in ('torch', 'jax') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "[]"
