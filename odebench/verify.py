@@ -1,0 +1,266 @@
+"""``odebench.gradcheck``: is the gradient of an ODE solve right, and if not, why?
+
+Like ``torch.autograd.gradcheck``, but for solves, where a gradient can be wrong for
+three different reasons, each with its own cure:
+
+- **the solve is inaccurate**: the method is faithful to its forward solve, but that
+  solve is not accurate enough (the same library's discrete backprop is just as far
+  from the truth); tighten the tolerance;
+- **the adjoint is inconsistent**: the gradient disagrees with the exact gradient of
+  its own forward solve (discrete backprop) by far more than that solve's error, as
+  backsolve does when reconstructing the state backwards is unstable; use a method
+  that reads the forward state (interpolated, checkpoint);
+- **the derivative of the vector field is wrong**: the gradient agrees with discrete
+  backprop, but both disagree with finite differences of the loss computed without
+  autograd; the vector-Jacobian product (a custom autograd Function, say) is wrong.
+
+Four gradients are computed and compared: the method's, the reference (analytic, or a
+tight solve), discrete backprop of the same library, solver and tolerance, and central
+differences of a tight forward solve (no autograd anywhere).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backends import CaseSpec, Method, make_method
+from .problems import Problem
+
+# Full central differences up to this many inputs; random directions beyond.
+FD_FULL_MAX = 64
+FD_DIRECTIONS = 8
+FD_SOLVE = {"solver": "dopri8", "rtol": 1e-12, "atol": 1e-12, "save_at": "step"}
+
+
+@dataclass
+class GradcheckResult:
+    """The verdict and the figures behind it.
+
+    Attributes:
+        passed: the gradient is within ``tolerance`` of the reference.
+        diagnosis: ``ok``, ``solve_inaccurate``, ``adjoint_inconsistent``,
+            ``derivative_wrong`` or ``unexplained``.
+        explanation: what the figures say, in words, with a suggestion.
+        error: ``||g - g_ref|| / ||g_ref||`` (directional projections where FD directions are used).
+        solve_error: the same for discrete backprop of the same solver and tolerance.
+        consistency: ``||g - g_backprop|| / ||g_backprop||``.
+        fd_error: ``||g - g_fd|| / ||g_fd||`` against central differences of a tight solve.
+        derivative_error: autograd through that tight solve against the same differences:
+            large only when the vector field's derivative itself is wrong.
+    """
+
+    passed: bool
+    diagnosis: str
+    explanation: str
+    method: str
+    tolerance: float
+    error: float
+    solve_error: float | None
+    consistency: float | None
+    fd_error: float
+    derivative_error: float
+    reference_kind: str
+    gradients: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        def fmt(x):
+            return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2e}"
+
+        head = "PASS" if self.passed else "FAIL"
+        return (
+            f"gradcheck {head}: {self.method}: {self.diagnosis}\n"
+            f"  error vs reference ({self.reference_kind}) {fmt(self.error)} (tolerance {self.tolerance:.1e})\n"
+            f"  discrete backprop vs reference (solve error) {fmt(self.solve_error)}\n"
+            f"  method vs discrete backprop (consistency)    {fmt(self.consistency)}\n"
+            f"  method vs finite differences of a tight solve {fmt(self.fd_error)}\n"
+            f"  autograd vs finite differences, tight solve   {fmt(self.derivative_error)}\n"
+            f"  {self.explanation}"
+        )
+
+
+class GradcheckError(AssertionError):
+    """Raised by ``gradcheck(..., raise_exception=True)`` when the check fails."""
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    nb = float(np.linalg.norm(b))
+    return float(np.linalg.norm(a - b)) / nb if nb > 0 else float(np.linalg.norm(a - b))
+
+
+def _problem_from_parts(func, y0, t, params, loss) -> Problem:
+    """A Problem from a torch vector field ``func(t, y, params)`` and ``loss(ys)``."""
+    import torch
+
+    def to_np(x):
+        return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+
+    return Problem(
+        name="user",
+        vector_field=lambda t_, y, p, xp: func(t_, y, p),
+        y0=to_np(y0),
+        params={k: to_np(v) for k, v in (params or {}).items()},
+        t=to_np(t),
+        loss=lambda ys, xp: loss(ys),
+    )
+
+
+def _gradient(method: Method, problem: Problem, spec: CaseSpec) -> tuple[np.ndarray, Any]:
+    prepared = method.prepare(problem, spec)
+    outcome = prepared.outcome(prepared.backward(prepared.forward()))
+    return problem.flat_gradient(outcome.grads), prepared
+
+
+def _fd_gradient(problem: Problem, n_directions: int | None, seed: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Central differences (Richardson) of a tight forward solve: (directions or None, values)."""
+    import torch
+
+    from . import fd
+    from .ode import odeint
+
+    sizes = [problem.y0.size, *(v.size for v in problem.params.values())]
+    shapes = [problem.y0.shape, *(v.shape for v in problem.params.values())]
+    x0 = np.concatenate([problem.y0.ravel(), *(v.ravel() for v in problem.params.values())])
+    t = torch.tensor(problem.t, dtype=torch.float64)
+
+    def loss(x: np.ndarray) -> float:
+        parts = [torch.tensor(p.reshape(s)) for p, s in zip(np.split(x, np.cumsum(sizes)[:-1]), shapes, strict=True)]
+        params = dict(zip(problem.params, parts[1:], strict=True))
+        with torch.no_grad():
+            sol = odeint(lambda tt, y: problem.vector_field(tt, y, params, torch), parts[0], t,
+                         max_steps=problem.max_steps, **FD_SOLVE)  # fmt: skip
+            return float(problem.loss(sol.ys, torch))
+
+    if n_directions is None and x0.size <= FD_FULL_MAX:
+        return None, fd.central_gradient(loss, x0, richardson=True)
+    k = n_directions or FD_DIRECTIONS
+    directional = fd.directional_derivatives(loss, x0, k, seed=seed, richardson=True)
+    return directional.directions, directional.derivatives
+
+
+DERIVATIVE_TOL = 1e-5  # autograd through a tight solve vs finite differences of it
+
+
+def _diagnose(error, solve_error, consistency, derivative_error, tolerance, method_name) -> tuple[str, str]:
+    slack = 10.0  # how much larger one discrepancy must be than another to explain it
+    if derivative_error > max(DERIVATIVE_TOL, tolerance):
+        return "derivative_wrong", (
+            f"autograd through a tight solve disagrees with finite differences of that solve by {derivative_error:.1e}: "
+            "the derivative of the vector field (its vector-Jacobian product, e.g. a custom autograd Function) "
+            "is wrong, whatever the gradient method."
+        )
+    if error <= tolerance:
+        return "ok", f"the gradient matches the reference within {tolerance:.1e}."
+    if solve_error is not None and consistency is not None:
+        if solve_error > tolerance and consistency * slack <= max(solve_error, error):
+            return "solve_inaccurate", (
+                f"discrete backprop of the same solver and tolerance is off by {solve_error:.1e} as well: the "
+                "forward solve is not accurate enough. Tighten rtol/atol."
+            )
+        if consistency > tolerance:
+            return "adjoint_inconsistent", (
+                f"the gradient differs from the exact gradient of its own forward solve by {consistency:.1e}, "
+                f"while that solve's gradient error is {solve_error:.1e}: {method_name} is inconsistent with its "
+                "forward solve (backsolve-type methods do this where solving the state backwards is unstable). "
+                "Use a method that reads the forward state (interpolated, checkpoint)."
+            )
+    return "unexplained", "the error is above the tolerance, and no single cause stands out; see the figures."
+
+
+def _tight_autograd(problem: Problem, reference) -> np.ndarray:
+    """Autograd through a tight solve (the tight reference itself, where it is one)."""
+    if reference.kind == "tight":
+        return reference.flat
+    import torch
+
+    from .ode import odeint
+
+    y0 = torch.tensor(problem.y0, requires_grad=True)
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in problem.params.items()}
+    sol = odeint(lambda tt, y: problem.vector_field(tt, y, params, torch), y0, torch.tensor(problem.t),
+                 list(params.values()), gradient="checkpoint", max_steps=problem.max_steps, **FD_SOLVE)  # fmt: skip
+    grads = torch.autograd.grad(problem.loss(sol.ys, torch), [y0, *params.values()], allow_unused=True)
+    return np.concatenate([(torch.zeros_like(x) if g is None else g).detach().numpy().ravel()
+                           for g, x in zip(grads, [y0, *params.values()], strict=True)])  # fmt: skip
+
+
+def gradcheck(
+    problem: Problem | Callable | None = None,
+    method: str | Method = "odebench.backsolve",
+    *,
+    y0=None,
+    t=None,
+    params: Mapping[str, Any] | None = None,
+    loss: Callable | None = None,
+    method_params: Mapping[str, Any] | None = None,
+    rtol: float = 1e-6,
+    atol: float | None = None,
+    dtype: str = "float64",
+    device: str = "cpu",
+    tolerance: float | None = None,
+    fd_directions: int | None = None,
+    seed: int = 0,
+    raise_exception: bool = False,
+) -> GradcheckResult:
+    """Check the gradient of an ODE solve computed by ``method``, and explain a failure.
+
+    Args:
+        problem: a :class:`~odebench.Problem`, or a torch vector field ``f(t, y, params)``
+            given with ``y0``, ``t``, ``params`` (a dict of tensors) and ``loss(ys)``.
+        method: a method name (``odebench.backsolve``, ``torchdiffeq.adjoint``, ...)
+            with ``method_params``, or a :class:`~odebench.backends.Method` instance.
+        rtol, atol: the tolerances of the solve being checked (atol defaults to rtol).
+        tolerance: the largest acceptable relative error (default ``100 * rtol``,
+            at least ``1e-8``).
+        fd_directions: directional derivatives instead of full finite differences
+            (default: full up to 64 inputs, else 8 random directions).
+        raise_exception: raise :class:`GradcheckError` with the explanation on failure.
+
+    Returns:
+        A :class:`GradcheckResult`; ``bool(result)`` is the verdict, ``str(result)`` the report.
+    """
+    from .problems import reference_gradient
+
+    if not isinstance(problem, Problem):
+        if problem is None or y0 is None or t is None or loss is None:
+            raise TypeError("gradcheck needs a Problem, or a vector field f(t, y, params) with y0=, t=, params=, loss=")
+        problem = _problem_from_parts(problem, y0, t, params, loss)
+    method = method if isinstance(method, Method) else make_method(method, method_params or {})
+    atol = rtol if atol is None else atol
+    tolerance = tolerance if tolerance is not None else max(100 * rtol, 1e-8)
+    spec = CaseSpec(rtol=rtol, atol=atol, dtype=dtype, device=device, seed=seed)
+
+    g, _ = _gradient(method, problem, spec)
+    reference = reference_gradient(problem, cache=problem.name != "user")
+    g_ref = reference.flat
+    g_bp = None
+    if method.consistency is not None:
+        shared = {k: v for k, v in method.params.items() if k in ("solver", "n_steps", "max_steps")}
+        g_bp, _ = _gradient(make_method(method.consistency, shared), problem, spec)
+    directions, g_fd = _fd_gradient(problem, fd_directions, seed)
+    project = (lambda v: v) if directions is None else (lambda v: directions @ v)
+
+    error = _rel(g, g_ref)
+    solve_error = _rel(g_bp, g_ref) if g_bp is not None else None
+    consistency = _rel(g, g_bp) if g_bp is not None else None
+    if g_bp is None and method.name.endswith("backprop"):
+        solve_error, consistency = error, 0.0  # the method is its own discrete backprop
+    fd_error = _rel(project(g), g_fd)
+    derivative_error = _rel(project(_tight_autograd(problem, reference)), g_fd)
+    diagnosis, explanation = _diagnose(error, solve_error, consistency, derivative_error, tolerance, method.name)
+    result = GradcheckResult(
+        passed=diagnosis == "ok", diagnosis=diagnosis, explanation=explanation, method=method.label(),
+        tolerance=tolerance, error=error, solve_error=solve_error, consistency=consistency, fd_error=fd_error,
+        derivative_error=derivative_error, reference_kind=reference.kind,
+        gradients={"method": g, "reference": g_ref, **({"backprop": g_bp} if g_bp is not None else {})},
+    )  # fmt: skip
+    if raise_exception and not result.passed:
+        raise GradcheckError(str(result))
+    return result

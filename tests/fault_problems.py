@@ -1,0 +1,89 @@
+"""Problem factories that misbehave on purpose, loaded by suites as "fault_problems:NAME".
+
+Each has an analytic reference, so nothing but the case itself evaluates the faulty
+vector field: the fault happens inside the worker that measures the case.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from odebench import Problem
+
+
+def _decay(name, field, rate=0.5):
+    """y' = -k y, loss = sum y(T)^2: exact gradient in closed form."""
+    y0 = np.array([1.0, 2.0])
+    t = np.array([0.0, 1.0])
+
+    def exact():
+        e = np.exp(-2 * rate * t[-1])
+        return {"y0": 2 * y0 * e, "k": np.array(-2 * t[-1] * e * float(y0 @ y0))}
+
+    return Problem(
+        name=name,
+        vector_field=field,
+        y0=y0,
+        params={"k": np.array(rate)},
+        t=t,
+        loss=lambda ys, xp: (ys[-1] ** 2).sum(),
+        exact_gradient=exact,
+    )
+
+
+def good():
+    return _decay("good", lambda t, y, p, xp: -p["k"] * y)
+
+
+def raises():
+    def field(t, y, p, xp):
+        raise RuntimeError("this vector field always raises")
+
+    return _decay("raises", field)
+
+
+def nan():
+    return _decay("nan", lambda t, y, p, xp: -p["k"] * y * float("nan"))
+
+
+def aborts():
+    def field(t, y, p, xp):
+        os.abort()
+
+    return _decay("aborts", field)
+
+
+def sleeps():
+    def field(t, y, p, xp):
+        time.sleep(3600)
+        return -p["k"] * y
+
+    return _decay("sleeps", field)
+
+
+def allocates():
+    """Allocates 64 MiB per evaluation and keeps it: stopped by the suite's memory limit."""
+    hoard = []
+
+    def field(t, y, p, xp):
+        hoard.append(np.ones(8 * 2**20))
+        return -p["k"] * y
+
+    return _decay("allocates", field)
+
+
+def slow(seconds: float = 0.3):
+    """A well-behaved problem whose every evaluation takes a while (for interrupt tests)."""
+
+    def field(t, y, p, xp):
+        time.sleep(seconds / 20)
+        return -p["k"] * y
+
+    return _decay("slow", field)
+
+
+def factory_raises():
+    raise ValueError("this factory always raises")

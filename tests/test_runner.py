@@ -1,0 +1,251 @@
+"""The runner end to end: CLI, records, isolation and faults, interruption and resume, executors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from odebench import COLUMNS, load_results, load_run_info
+from odebench.runner import parse_suite, run_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+FAST = {"repeats": 2, "warmup": 0, "timeout_s": 120, "fd_check": True}
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]))
+
+
+def _write(tmp_path: Path, suite: dict) -> Path:
+    path = tmp_path / f"{suite['name']}.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def _cli(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "odebench", *map(str, args)], capture_output=True, text=True,
+                          env=_env(), cwd=cwd or ROOT, timeout=timeout)  # fmt: skip
+
+
+def test_cli_end_to_end(tmp_path):
+    """``odebench run`` in a subprocess, then the parquet: every column, sane values."""
+    suite = _write(tmp_path, {
+        "name": "e2e",
+        "settings": FAST,
+        "problems": [{"name": "linear", "params": {"dim": 3}}],
+        "methods": [{"name": "odebench.backprop"}, {"name": "odebench.backsolve"},
+                    {"name": "odebench.checkpoint", "params": {"solver": "rk4", "n_steps": 50}}],
+        "tolerances": [1e-8],
+        "expect": [{"where": {"method": "odebench.*"}, "max": {"grad_rel_err": 1e-4}}],
+    })  # fmt: skip
+    out = tmp_path / "run"
+    proc = _cli("run", suite, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "all 1 expectations met" in proc.stdout
+    frame = pd.read_parquet(out / "records.parquet")
+    assert list(frame.columns[: len(COLUMNS)]) == list(COLUMNS)
+    assert len(frame) == 3 and set(frame["status"]) == {"ok"}
+    assert (frame["grad_rel_err"] < 1e-4).all()
+    assert (frame["reference"] == "analytic").all()
+    assert (frame["time_total_s"] > 0).all() and (frame["time_forward_s"] > 0).all()
+    assert frame["time_samples_s"].map(len).eq(2).all()
+    assert (frame["peak_memory_bytes"] >= 0).all() and set(frame["memory_source"]) == {"rss"}
+    assert (frame["nfe_forward"] > 0).all()
+    rk4 = frame[frame["method"] == "odebench.checkpoint"].iloc[0]
+    assert rk4["nfe_forward"] == 4 * 50 and rk4["steps_forward"] == 50  # the hand count
+    assert rk4["consistency_err"] < 1e-10  # checkpoint == backprop of the same discrete solve
+    backprop = frame[frame["method"] == "odebench.backprop"].iloc[0]
+    assert backprop["nfe_backward"] == 0 and pd.isna(backprop["consistency_err"])
+    assert (frame["fd_err"] < 1e-3).all()
+    info = load_run_info(out)
+    assert info["suite"]["name"] == "e2e" and info["finished_at"] and info["packages"]["torch"]
+    assert info["cpu"]["cores"] >= 1 and "commit" in info["git"]
+    assert len(load_results(out)) == 3
+
+
+def test_all_backends_on_linear_match_the_analytic_gradient(tmp_path):
+    methods = ["odebench.backprop", "odebench.backsolve", "odebench.interpolated", "odebench.checkpoint",
+               "torchdiffeq.backprop", "torchdiffeq.adjoint", "diffrax.recursive_checkpoint", "diffrax.backsolve",
+               "diffrax.direct", "torchode.autodiff", "torchode.backsolve"]  # fmt: skip
+    suite = parse_suite({
+        "name": "backends", "settings": {**FAST, "fd_check": False},
+        "problems": [{"name": "linear", "params": {"dim": 3}}],
+        "methods": [{"name": m, "params": {"solver": "dopri5"}} for m in methods] + [{"name": "fd.central"}],
+        "tolerances": [1e-9],
+    })  # fmt: skip
+    frame = run_suite(suite, tmp_path / "run", progress=False).frame()
+    ran = frame[frame["status"] != "unavailable"]
+    assert set(ran["status"]) == {"ok"}, ran[["method", "status", "error"]].to_string()
+    assert (ran["grad_rel_err"] < 1e-5).all(), ran[["method", "grad_rel_err"]].to_string()
+    assert ran["nfe_forward"].notna().all() and ran["nfe_backward"].notna().all()
+
+
+FAULTS = {
+    "raises": ("failed", "always raises"),
+    "nan": ("diverged", ""),
+    "aborts": ("failed", "SIGABRT"),
+    "sleeps": ("timeout", "timeout_s=5"),
+    "allocates": ("failed", "memory"),
+}
+
+
+def test_faults_become_records_and_neighbours_survive(tmp_path):
+    names = ["good", *FAULTS, "good2"]
+    problems = [{"name": f"fault_problems:{'good' if n == 'good2' else n}"} for n in names]
+    problems[-1]["params"] = {}
+    suite = parse_suite({
+        "name": "faults",
+        "settings": {**FAST, "timeout_s": 5, "memory_limit_mb": 400},
+        "problems": problems,
+        "methods": [{"name": "odebench.backprop"}, {"name": "odebench.backsolve"}],
+        "tolerances": [1e-6],
+    })  # fmt: skip
+    start = time.monotonic()
+    result = run_suite(suite, tmp_path / "run", progress=False)
+    frame = result.frame()
+    assert time.monotonic() - start < 120
+    by_problem = frame.groupby("problem")
+    for name, (status, text) in FAULTS.items():
+        rows = by_problem.get_group(f"fault_problems:{name}")
+        assert set(rows["status"]) == {status}, rows[["status", "error"]].to_string()
+        assert rows["error"].str.contains(text, regex=False).all(), rows["error"].tolist()
+    good = by_problem.get_group("fault_problems:good")
+    assert set(good["status"]) == {"ok"} and (good["grad_rel_err"] < 1e-4).all()
+    assert result.exit_code == 0
+
+
+def test_unavailable_backend_and_device_give_records_and_exit_0(tmp_path):
+    suite = _write(tmp_path, {
+        "name": "unavail", "settings": {**FAST, "device": ["cpu", "cuda"]},
+        "problems": [{"name": "linear", "params": {"dim": 2}}],
+        "methods": [{"name": "odebench.backprop"}, {"name": "torchode.autodiff", "params": {"solver": "rk4"}},
+                    {"name": "diffrax.direct", "params": {"solver": "rk4"}}],
+        "tolerances": [1e-6],
+    })  # fmt: skip
+    # Hide torchode from the parent: its cases must be unavailable, with the reason.
+    hide = "import sys; sys.modules['torchode'] = None; from odebench.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", hide, "run", str(suite), "-o", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    frame = load_results(tmp_path / "run")
+    rows = frame.set_index(["method", "device"])
+    assert rows.loc[("torchode.autodiff", "cpu"), "status"] == "unavailable"
+    assert "torchode is not installed" in rows.loc[("torchode.autodiff", "cpu"), "error"]
+    assert rows.loc[("diffrax.direct", "cpu"), "status"] == "unavailable"
+    assert "rk4" in rows.loc[("diffrax.direct", "cpu"), "error"]
+    if not _has_cuda():
+        assert rows.loc[("odebench.backprop", "cuda"), "status"] == "unavailable"
+        assert "CUDA" in rows.loc[("odebench.backprop", "cuda"), "error"]
+    assert rows.loc[("odebench.backprop", "cpu"), "status"] == "ok"
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _slow_suite(tmp_path):
+    return _write(tmp_path, {
+        "name": "slow", "settings": {**FAST, "repeats": 1, "fd_check": False},
+        "problems": [{"name": "fault_problems:slow", "params": {"seconds": 0.4}}],
+        "methods": [{"name": "odebench.backprop"}, {"name": "odebench.checkpoint"}],
+        "tolerances": [1e-3, 1e-4, 1e-5],
+    })  # fmt: skip
+
+
+def test_sigint_then_resume_gives_the_same_cases(tmp_path):
+    suite = _slow_suite(tmp_path)
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "odebench", "run", str(suite), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)  # fmt: skip
+    journal = out / "records.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    partial = load_results(out)
+    assert 2 <= len(partial) < 6 and set(partial["status"]) == {"ok"}
+    assert load_run_info(out)["interrupted"] is True
+
+    resumed = _cli("run", suite, "--resume", out)
+    assert resumed.returncode == 0, resumed.stderr
+    full = _cli("run", suite, "-o", tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    a, b = load_results(out), load_results(tmp_path / "full")
+    assert sorted(a["case_id"]) == sorted(b["case_id"]) and len(a) == 6
+    assert set(a["status"]) == {"ok"}
+    # The records of the interrupted part were kept, not rerun.
+    assert set(partial["finished_at"]) <= set(a["finished_at"])
+
+
+def test_resume_reruns_failed_and_missing_only(tmp_path):
+    suite = parse_suite({"name": "resume", "settings": FAST, "problems": [{"name": "linear", "params": {"dim": 2}}],
+                         "methods": ["odebench.backprop", "odebench.backsolve"], "tolerances": [1e-4, 1e-6]})  # fmt: skip
+    out = tmp_path / "run"
+    first = run_suite(suite, out, progress=False)
+    records = {r.case_id: r for r in first.records}
+    # Pretend one case failed and one never ran.
+    frame = first.frame()
+    frame.loc[0, "status"] = "failed"
+    dropped = frame.loc[1, "case_id"]
+    frame = frame.drop(index=1)
+    (out / "records.jsonl").unlink()
+    frame.to_parquet(out / "records.parquet")
+    second = run_suite(suite, resume=out, progress=False)
+    after = {r.case_id: r for r in second.records}
+    assert len(after) == 4 and all(r.status == "ok" for r in after.values())
+    rerun = {frame.loc[0, "case_id"], dropped}
+    for case_id, record in after.items():
+        assert (record.finished_at != records[case_id].finished_at) == (case_id in rerun) or case_id in rerun
+
+
+def test_jobs_two_runs_everything(tmp_path):
+    suite = parse_suite({"name": "jobs", "settings": FAST, "problems": [{"name": "linear", "params": {"dim": [2, 3]}}],
+                         "methods": ["odebench.backprop", "odebench.interpolated"], "tolerances": [1e-5]})  # fmt: skip
+    result = run_suite(suite, tmp_path / "run", jobs=2, progress=False)
+    assert len(result.records) == 4 and {r.status for r in result.records} == {"ok"}
+
+
+def test_memory_of_a_small_case_is_not_polluted_by_a_big_one(tmp_path):
+    """Each case runs in a fresh process: a large case first must not inflate a small one."""
+    settings = {**FAST, "fd_check": False}
+    small = {"name": "neural_mlp", "params": {"width": 16, "batch": 4}}
+    big = {"name": "neural_mlp", "params": {"width": 256, "batch": 512}}
+    method = [{"name": "odebench.backprop", "params": {"solver": "rk4", "n_steps": 40}}]
+    alone = run_suite(parse_suite({"name": "alone", "settings": settings, "problems": [small], "methods": method,
+                                   "tolerances": [1e-3]}), tmp_path / "a", progress=False).frame()  # fmt: skip
+    after = run_suite(parse_suite({"name": "after", "settings": settings, "problems": [big, small], "methods": method,
+                                   "tolerances": [1e-3]}), tmp_path / "b", progress=False).frame()  # fmt: skip
+    big_mem = after.iloc[0]["peak_memory_bytes"]
+    small_after = after.iloc[1]["peak_memory_bytes"]
+    assert big_mem > 20 * 2**20
+    assert small_after < max(2 * alone.iloc[0]["peak_memory_bytes"], 8 * 2**20)
+
+
+def test_submitit_local_executor(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("ODEBENCH_SUBMITIT_CLUSTER", "local")
+    suite = parse_suite({"name": "slurm", "settings": {**FAST, "slurm": {"cases_per_job": 2}},
+                         "problems": [{"name": "linear", "params": {"dim": 2}}, "fault_problems:raises"],
+                         "methods": ["odebench.backprop", "odebench.backsolve"], "tolerances": [1e-5]})  # fmt: skip
+    result = run_suite(suite, tmp_path / "run", executor="submitit", progress=False)
+    frame = result.frame()
+    assert len(frame) == 4
+    assert set(frame[frame["problem"] == "linear"]["status"]) == {"ok"}
+    assert set(frame[frame["problem"] == "fault_problems:raises"]["status"]) == {"failed"}
+    assert (tmp_path / "run" / "shards").is_dir()
+    assert len(load_results(tmp_path / "run")) == 4
