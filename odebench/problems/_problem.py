@@ -9,6 +9,16 @@ from typing import Any
 import numpy as np
 
 
+# Stiff means that stability alone would cost an explicit solver thousands of steps:
+# (fastest decay rate) x (horizon) against the stability interval (~3) of dopri5.
+STIFF_WORK = 1e4
+
+
+def is_stiff(rate: float, t_span: float) -> bool:
+    """The rule behind :attr:`Problem.stiff`: ``rate * t_span >= STIFF_WORK``."""
+    return bool(rate * t_span >= STIFF_WORK)
+
+
 class ProblemError(ValueError):
     """A problem definition or factory argument that is not valid; the message says why."""
 
@@ -29,6 +39,9 @@ class Problem:
         t: save times, strictly increasing; ``t[0]`` is the start time.
         loss: ``loss(ys, xp) -> scalar`` with ``ys`` of shape ``(len(t), *y0.shape)``.
         exact_gradient: ``() -> {"y0": array, <param>: array}`` where a closed form exists.
+        exact_solution: ``(y0, params, t, xp) -> ys``, the closed-form solution at the save
+            times ``t`` (a NumPy array), where one exists; written against ``xp`` like the
+            vector field, so it can be differentiated (``xp=torch``) or checked.
         description: one paragraph: what it is, where it comes from, what it stresses.
         stiff: whether explicit methods need many steps for stability rather than accuracy.
         max_steps: a step budget generous enough for explicit solvers at tight tolerances.
@@ -46,6 +59,7 @@ class Problem:
     stiff: bool = False
     max_steps: int = 100_000
     config: dict[str, Any] = field(default_factory=dict)
+    exact_solution: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         y0 = np.asarray(self.y0, dtype=np.float64)
@@ -67,6 +81,12 @@ class Problem:
             params[str(key)] = np.asarray(value, dtype=np.float64)
         if not callable(self.vector_field) or not callable(self.loss):
             raise ProblemError(f"problem {self.name!r}: vector_field and loss must be callable")
+        for key in ("exact_gradient", "exact_solution"):
+            value = getattr(self, key)
+            if value is not None and not callable(value):
+                raise ProblemError(f"problem {self.name!r}: {key} must be callable or None, got {type(value).__name__}")
+        if not isinstance(self.config, dict):
+            raise ProblemError(f"problem {self.name!r}: config must be a dict, got {type(self.config).__name__}")
         object.__setattr__(self, "y0", y0)
         object.__setattr__(self, "t", t)
         object.__setattr__(self, "params", params)
@@ -78,6 +98,11 @@ class Problem:
     @property
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
+
+    @property
+    def analytic(self) -> bool:
+        """Whether the reference gradient is analytic (``exact_gradient`` is given)."""
+        return self.exact_gradient is not None
 
     @property
     def gradient_names(self) -> tuple[str, ...]:
@@ -98,3 +123,25 @@ class Problem:
                 )
             parts.append(part.reshape(-1))
         return np.concatenate(parts)
+
+    def flat_inputs(self) -> np.ndarray:
+        """``y0`` and the parameters as one float64 vector in :attr:`gradient_names` order."""
+        return self.flat_gradient({"y0": self.y0, **self.params})
+
+    def unflatten(self, flat: Any) -> dict[str, np.ndarray]:
+        """Split a vector in :attr:`gradient_names` order back into ``{"y0": ..., <param>: ...}``.
+
+        The inverse of :meth:`flat_inputs` and :meth:`flat_gradient`.
+        """
+        flat = np.asarray(flat, dtype=np.float64)
+        size = self.n_state + self.n_params
+        if flat.shape != (size,):
+            raise ProblemError(f"problem {self.name!r}: expected a flat vector of shape ({size},), got {flat.shape}")
+        out: dict[str, np.ndarray] = {}
+        offset = 0
+        for key in self.gradient_names:
+            shape = self.y0.shape if key == "y0" else self.params[key].shape
+            count = int(np.prod(shape, dtype=np.int64))
+            out[key] = flat[offset : offset + count].reshape(shape)
+            offset += count
+        return out

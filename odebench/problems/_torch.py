@@ -1,0 +1,129 @@
+"""Problems in PyTorch: inputs as tensors, the loss through the project's solver, gradients out.
+
+Imported lazily (by references, closed-form gradients and tests), so that
+``odebench.problems`` itself needs NumPy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..ode import odeint
+from ._problem import Problem, ProblemError
+
+
+@dataclass(frozen=True)
+class LossGradient:
+    """A loss value, its gradient (``{"y0": ..., <param>: ...}``) and the solve's counts."""
+
+    loss: float
+    grads: dict[str, np.ndarray]
+    stats: dict[str, int]
+
+
+def torch_inputs(
+    problem: Problem,
+    values: dict[str, Any] | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    requires_grad: bool = True,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(y0, params)`` as fresh leaf tensors; ``values`` overrides the problem's own."""
+    source = {"y0": problem.y0, **problem.params, **(values or {})}
+
+    def leaf(key: str) -> torch.Tensor:
+        return torch.tensor(np.asarray(source[key]), dtype=dtype, device=device, requires_grad=requires_grad)
+
+    return leaf("y0"), {key: leaf(key) for key in problem.params}
+
+
+def _gradient_dict(problem: Problem, loss: torch.Tensor, y0: torch.Tensor, params: dict[str, torch.Tensor]):
+    inputs = [y0, *params.values()]
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    out = {}
+    for key, x, g in zip(problem.gradient_names, inputs, grads, strict=True):
+        out[key] = np.zeros(tuple(x.shape)) if g is None else g.detach().to("cpu", torch.float64).numpy().copy()
+    return out
+
+
+def solve_loss(
+    problem: Problem,
+    y0: torch.Tensor,
+    params: dict[str, torch.Tensor],
+    *,
+    solver: str,
+    rtol: float,
+    atol: float,
+    gradient: str = "backprop",
+    save_at: str | None = None,
+    max_steps: int | None = None,
+):
+    """The problem's loss through :func:`odebench.ode.odeint`; returns ``(loss, Solution)``."""
+
+    def func(t: float, y: torch.Tensor) -> torch.Tensor:
+        return problem.vector_field(t, y, params, torch)
+
+    solution = odeint(
+        func, y0, problem.t, params=list(params.values()), solver=solver, rtol=rtol, atol=atol,
+        gradient=gradient, save_at=save_at, max_steps=max_steps or problem.max_steps,
+    )  # fmt: skip
+    return problem.loss(solution.ys, torch), solution
+
+
+def loss_and_gradient(
+    problem: Problem,
+    *,
+    solver: str = "dopri8",
+    rtol: float = 1e-12,
+    atol: float = 1e-12,
+    gradient: str = "checkpoint",
+    save_at: str | None = "step",
+    max_steps: int | None = None,
+) -> LossGradient:
+    """Loss and gradient (float64, CPU) of the problem solved by the project's ``odeint``."""
+    y0, params = torch_inputs(problem)
+    loss, solution = solve_loss(
+        problem, y0, params, solver=solver, rtol=rtol, atol=atol, gradient=gradient, save_at=save_at,
+        max_steps=max_steps,
+    )  # fmt: skip
+    grads = _gradient_dict(problem, loss, y0, params)
+    return LossGradient(loss=float(loss.detach()), grads=grads, stats=solution.stats.as_dict())
+
+
+def closed_form_loss_and_gradient(problem: Problem) -> LossGradient:
+    """Loss and gradient of the problem's ``exact_solution``, differentiated by autograd."""
+    if problem.exact_solution is None:
+        raise ProblemError(f"problem {problem.name!r} has no exact_solution")
+    y0, params = torch_inputs(problem)
+    loss = problem.loss(problem.exact_solution(y0, params, problem.t, torch), torch)
+    grads = _gradient_dict(problem, loss, y0, params)
+    return LossGradient(loss=float(loss.detach()), grads=grads, stats={})
+
+
+def loss_function(
+    problem: Problem,
+    *,
+    solver: str = "dopri8",
+    rtol: float = 1e-12,
+    atol: float = 1e-12,
+    save_at: str | None = "step",
+    max_steps: int | None = None,
+) -> Callable[[np.ndarray], float]:
+    """``f(x) -> loss`` of the flat inputs ``x`` (:meth:`Problem.flat_inputs` order), for
+    finite differences: a forward solve in float64 without a graph."""
+
+    def f(x: np.ndarray) -> float:
+        y0, params = torch_inputs(problem, problem.unflatten(x), requires_grad=False)
+        with torch.no_grad():
+            loss, _ = solve_loss(
+                problem, y0, params, solver=solver, rtol=rtol, atol=atol, save_at=save_at, max_steps=max_steps
+            )
+        return float(loss)
+
+    return f

@@ -1,0 +1,3 @@
+"""A module whose import fails, for the registry's error handling."""
+
+raise RuntimeError("this module cannot be imported")
