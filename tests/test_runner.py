@@ -96,7 +96,7 @@ FAULTS = {
     "nan": ("diverged", ""),
     "aborts": ("failed", "SIGABRT"),
     "sleeps": ("timeout", "timeout_s=5"),
-    "allocates": ("failed", "memory"),
+    "allocates": ("failed", "out of memory"),
 }
 
 
@@ -106,7 +106,7 @@ def test_faults_become_records_and_neighbours_survive(tmp_path):
     problems[-1]["params"] = {}
     suite = parse_suite({
         "name": "faults",
-        "settings": {**FAST, "timeout_s": 5, "memory_limit_mb": 400},
+        "settings": {**FAST, "timeout_s": 5, "memory_limit_mb": 400, "reference_timeout_s": 30},
         "problems": problems,
         "methods": [{"name": "odebench.backprop"}, {"name": "odebench.backsolve"}],
         "tolerances": [1e-6],

@@ -1,10 +1,11 @@
 """One case, measured: the body of a worker process.
 
 Order matters for honest figures. In a fresh process: set-up (problem, reference from
-the cache, the method's ``prepare``, JIT included), then the memory pass (the first
-forward + backward, whose peak is this case's alone), then warm-up, then the timed
-repeats (device sync inside the timer, garbage collection outside it), then the
-untimed counting pass, then the checks against the reference, the same library's
+the cache, the method's ``prepare``, JIT included); a first forward + backward (lazy
+initialisation; the gradient checked below comes from it); a second one under the
+memory probe (the peak of this case alone, one-time costs excluded); ``warmup`` more;
+the timed repeats (device sync inside the timer, garbage collection outside it); the
+untimed counting pass; then the checks against the reference, the same library's
 discrete backprop, and finite differences of the method's own loss.
 """
 
@@ -197,16 +198,24 @@ def run_case(case: Case, settings: Settings, run_id: str, suite: str) -> Record:
             return finish({**fields, "status": "unavailable", "error": str(exc)}, started)
 
         stage = "the first forward and backward pass"
-        probe = MemoryProbe(prepared.memory_source, torch=prepared.torch_module(), device=prepared.device_handle())
         t0 = time.perf_counter()
-        with probe:
-            state = prepared.backward(prepared.forward())
-            prepared.sync()
+        state = prepared.backward(prepared.forward())
+        prepared.sync()
         first_call = time.perf_counter() - t0
         outcome = prepared.outcome(state)
-        fields.update(peak_memory_bytes=probe.result.peak_bytes, memory_source=probe.result.source, loss=outcome.loss)
+        del state
+        fields["loss"] = outcome.loss
         if not _finite(outcome):
             return finish({**fields, "status": "diverged", "error": "NaN or Inf in the loss or the gradient"}, started)
+
+        # Peak memory after the first call, so that one-time costs (lazy imports, BLAS
+        # buffers, allocator pools) stay out of it; in a fresh process, so nothing else is in.
+        stage = "measuring peak memory"
+        probe = MemoryProbe(prepared.memory_source, torch=prepared.torch_module(), device=prepared.device_handle())
+        with probe:
+            prepared.backward(prepared.forward())
+            prepared.sync()
+        fields.update(peak_memory_bytes=probe.result.peak_bytes, memory_source=probe.result.source)
 
         stage = "warm-up"
         for _ in range(settings.warmup):
@@ -238,7 +247,8 @@ def run_case(case: Case, settings: Settings, run_id: str, suite: str) -> Record:
             fields["fd_err"] = _fd_agreement(prepared, problem, g, case.seed)
         return finish({**fields, "status": "ok"}, started)
     except Exception as exc:  # noqa: BLE001 - failure is data: the record says what went wrong
-        return finish({**fields, "status": classify(exc), "error": f"{stage}: {describe(exc)}"}, started)
+        oom = "out of memory: " if isinstance(exc, MemoryError) else ""
+        return finish({**fields, "status": classify(exc), "error": f"{stage}: {oom}{describe(exc)}"}, started)
 
 
 def compute_reference(problem_name: str, params: dict[str, Any], threads: int = 1) -> dict[str, Any]:

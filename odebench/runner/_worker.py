@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 # Modules every worker needs; the suite adds its libraries (jax, diffrax, ...).
-BASE_PRELOAD = ("odebench.runner._worker_init", "numpy", "torch", "odebench.ode", "odebench.problems",
-                "odebench.backends._odebench", "odebench.backends._fd", "odebench.runner._measure")  # fmt: skip
+# torch.fx.experimental.symbolic_shapes (and sympy with it) is imported lazily by the first
+# torch.autograd.grad with several outputs: a second of start-up per case if not preloaded.
+BASE_PRELOAD = ("odebench.runner._worker_init", "numpy", "torch", "torch.fx.experimental.symbolic_shapes",
+                "odebench.ode", "odebench.problems", "odebench.fd", "odebench.backends._odebench",
+                "odebench.backends._fd", "odebench.runner._measure")  # fmt: skip
 
 
 @dataclass
