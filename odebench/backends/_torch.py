@@ -46,16 +46,32 @@ class TorchProblem:
     def inputs(self) -> list:
         return [self.y0, *self.params.values()]
 
+    def evaluate(self, t, y, params: Mapping[str, Any]) -> Any:
+        """One evaluation of the vector field, counted while the counter is on."""
+        counter = self.counter
+        if counter.on:
+            counter.calls[counter.phase] += 1
+        return self.problem.vector_field(t, y, params, self.torch)
+
     def field(self, params: Mapping[str, Any]):
         """The vector field ``f(t, y)`` closed over ``params``, counted while the counter is on."""
-        problem, torch, counter = self.problem, self.torch, self.counter
+        evaluate = self.evaluate
 
         def f(t, y):
-            if counter.on:
-                counter.calls[counter.phase] += 1
-            return problem.vector_field(t, y, params, torch)
+            return evaluate(t, y, params)
 
         return f
+
+    def require_finite(self, ys, what: str) -> None:
+        """Raise :class:`~odebench.ode.NonFiniteSolution` when a solve produced NaN or Inf.
+
+        Libraries stop an adaptive solve that blows up, but a fixed-step one runs on
+        with NaN; this makes both an exception.
+        """
+        if not bool(self.torch.isfinite(ys).all()):
+            from ..ode import NonFiniteSolution
+
+            raise NonFiniteSolution(f"{what}: the solution contains NaN or Inf")
 
     def loss(self, ys) -> Any:
         return self.problem.loss(ys, self.torch)

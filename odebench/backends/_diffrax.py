@@ -1,0 +1,210 @@
+"""diffrax's ``diffeqsolve`` with each of its adjoints, jitted (``diffrax.*``).
+
+- ``diffrax.recursive_checkpoint``: ``RecursiveCheckpointAdjoint``, the exact gradient of
+  the discrete solve with online binomial checkpointing (Stumm & Walther 2010) and
+  recomputation; ``checkpoints`` sets how many states it keeps (None: diffrax's default,
+  about log(max_steps)).
+- ``diffrax.backsolve``: ``BacksolveAdjoint``, the continuous adjoint solved backwards in
+  time with the state reconstructed alongside it (Chen et al. 2018).
+- ``diffrax.direct``: ``DirectAdjoint``, reverse-mode autodiff straight through diffrax's
+  bounded while loop: the exact discrete gradient, with memory that grows with ``max_steps``.
+
+Adaptive solvers use ``PIDController(rtol, atol)`` (diffrax's default coefficients, an
+integral controller); fixed-step ones (euler, midpoint, heun) ``ConstantStepSize`` with
+``dt0 = (t_end - t0) / n_steps``; the solution is saved at the problem's times with
+``SaveAt(ts=t)``. diffrax has no classical RK4. The gradient is taken by ``jax.vjp`` split
+into a forward and a backward function, both compiled ahead of time in ``prepare``.
+
+Counts, from a separate counting build of the same computation in which each
+vector-field output and each step decision of the step-size controller is tapped by a
+host callback (see :class:`~odebench.backends._jax.EvalTally`):
+
+- NFE forward and backward: exact, primal evaluations that actually execute, including
+  those a checkpointing backward pass recomputes. Checked against hand counts for fixed
+  steps and against ``1 + new stages x sol.stats["num_steps"]`` for adaptive solvers.
+- steps and rejected steps forward: diffrax's own ``sol.stats``.
+- steps and rejected steps backward: the step decisions executed in the backward pass,
+  that is the steps of the adjoint solve (backsolve) or the steps recomputed
+  (recursive_checkpoint, direct).
+
+No count is None. A solve that reaches ``max_steps`` or the minimum step size raises the
+solver core's ``MaxStepsExceeded`` / ``StepSizeUnderflow`` (diffrax's ``throw=True``); a
+fixed-step solve that produces NaN raises ``NonFiniteSolution``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from abc import abstractmethod
+from collections.abc import Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Counts, Method, Option
+from ._jax import EvalTally, JaxPrepared, JaxProblem, solver_error
+
+#: our solver names -> diffrax's solver classes
+SOLVERS: dict[str, str] = {
+    "euler": "Euler",
+    "midpoint": "Midpoint",
+    "heun": "Heun",
+    "bosh3": "Bosh3",
+    "tsit5": "Tsit5",
+    "dopri5": "Dopri5",
+    "dopri8": "Dopri8",
+}
+
+_EQX_MESSAGE = re.compile(r"EquinoxRuntimeError: (.+)")
+_FAILURES = (("maximum number of solver steps", "MaxStepsExceeded"), ("minimum step size", "StepSizeUnderflow"))
+
+
+@functools.cache
+def _counting_controller():
+    """A step-size controller that delegates to another and taps each step it decides on."""
+    import diffrax
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    class CountingController(diffrax.AbstractStepSizeController):
+        inner: diffrax.AbstractStepSizeController
+        tap: Any = eqx.field(static=True)
+
+        def wrap(self, direction):
+            return CountingController(self.inner.wrap(direction), self.tap)
+
+        def init(self, *args, **kwargs):
+            return self.inner.init(*args, **kwargs)
+
+        def adapt_step_size(self, *args, **kwargs):
+            keep, tprev, tnext, made_jump, state, result = self.inner.adapt_step_size(*args, **kwargs)
+            # The next step's end is always used, so the tap runs with every step decision.
+            return keep, tprev, self.tap(tnext, jnp.asarray(keep)), made_jump, state, result
+
+    return CountingController
+
+
+class _DiffraxPrepared(JaxPrepared):
+    def __init__(self, jp: JaxProblem, method: _Diffrax, spec: CaseSpec):
+        p = method.params
+        self.method = method
+        self.spec = spec
+        self.solver = p["solver"]
+        self.max_steps = p["max_steps"] or jp.problem.max_steps
+        t = jp.problem.t
+        self.dt0 = float(t[-1] - t[0]) / p["n_steps"] if p["solver"] in FIXED_STEP else None
+        super().__init__(jp)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method.name} ({self.solver})"
+
+    def loss_fn(self, tally: EvalTally | None):
+        import diffrax
+        import jax.numpy as jnp
+
+        jp = self.jp
+        solver = getattr(diffrax, SOLVERS[self.solver])()
+        if self.dt0 is None:
+            controller = diffrax.PIDController(rtol=self.spec.rtol, atol=self.spec.atol)
+        else:
+            controller = diffrax.ConstantStepSize()
+        if tally is not None:
+            controller = _counting_controller()(controller, tally.step)
+        term = diffrax.ODETerm(jp.field(tally))
+        saveat = diffrax.SaveAt(ts=jp.t)
+        t0, t1 = jp.t[0], jp.t[-1]
+        adjoint, dt0, max_steps = self.method.adjoint(), self.dt0, self.max_steps
+
+        def loss(y0, params):
+            sol = diffrax.diffeqsolve(
+                term, solver, t0, t1, dt0, y0, args=params, saveat=saveat, stepsize_controller=controller,
+                adjoint=adjoint, max_steps=max_steps, throw=True,
+            )  # fmt: skip
+            aux = {
+                "finite": jnp.all(jnp.isfinite(sol.ys)),
+                "accepted": sol.stats["num_accepted_steps"],
+                "rejected": sol.stats["num_rejected_steps"],
+            }
+            return jp.loss(sol.ys), aux
+
+        return loss
+
+    def counts(self, tally: EvalTally, aux: Mapping[str, Any]) -> Counts:
+        forward, backward = tally.counts["forward"], tally.counts["backward"]
+        return Counts(
+            nfe_forward=forward["nfe"],
+            nfe_backward=backward["nfe"],
+            steps_forward=int(aux["accepted"]),
+            steps_backward=backward["accepted"],
+            rejected_forward=int(aux["rejected"]),
+            rejected_backward=backward["rejected"],
+        )
+
+    @contextmanager
+    def failures(self):
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - JAX wraps equinox's error in its own runtime error
+            found = _EQX_MESSAGE.search(str(exc))
+            if found is None:
+                raise
+            message = found.group(1).strip()
+            kind = next((k for text, k in _FAILURES if text in message), "SolverError")
+            raise solver_error(kind, f"{self.label}: {message} (max_steps={self.max_steps})") from exc
+
+
+class _Diffrax(Method):
+    library: ClassVar[str] = "diffrax"
+    requires: ClassVar[tuple[str, ...]] = ("jax", "diffrax", "equinox")
+    solvers: ClassVar[tuple[str, ...]] = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s in SOLVERS)
+    options: ClassVar[dict[str, Option]] = {"solver": SOLVER, "max_steps": MAX_STEPS, "n_steps": N_STEPS}
+    consistency: ClassVar[str | None] = "diffrax.direct"
+
+    @abstractmethod
+    def adjoint(self) -> Any:
+        """diffrax's adjoint object for this method (imports diffrax)."""
+
+    def prepare(self, problem, spec: CaseSpec):
+        return _DiffraxPrepared(JaxProblem(problem, spec), self, spec)
+
+
+class RecursiveCheckpoint(_Diffrax):
+    """Exact discrete gradient with online checkpointing (Stumm & Walther 2010); diffrax's default."""
+
+    name = "diffrax.recursive_checkpoint"
+    options = {
+        **_Diffrax.options,
+        "checkpoints": Option(int, None, "states kept (default: diffrax's, about log(max_steps))", minimum=1),
+    }
+    description = "diffeqsolve + RecursiveCheckpointAdjoint: exact discrete gradient, online checkpointing"
+
+    def adjoint(self):
+        import diffrax
+
+        return diffrax.RecursiveCheckpointAdjoint(checkpoints=self.params["checkpoints"])
+
+
+class Backsolve(_Diffrax):
+    """Continuous adjoint solved backwards in time (Chen et al. 2018)."""
+
+    name = "diffrax.backsolve"
+    description = "diffeqsolve + BacksolveAdjoint: continuous adjoint, state solved backwards (Chen et al. 2018)"
+
+    def adjoint(self):
+        import diffrax
+
+        return diffrax.BacksolveAdjoint()
+
+
+class Direct(_Diffrax):
+    """Reverse-mode autodiff through diffrax's bounded while loop: the exact discrete gradient."""
+
+    name = "diffrax.direct"
+    consistency = None
+    description = "diffeqsolve + DirectAdjoint: autodiff through the bounded loop (memory grows with max_steps)"
+
+    def adjoint(self):
+        import diffrax
+
+        return diffrax.DirectAdjoint()

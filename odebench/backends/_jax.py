@@ -1,0 +1,245 @@
+"""What every JAX-based method shares: the problem as JAX arrays on one device, the
+gradient split into two ahead-of-time compiled halves, and exact evaluation counts.
+
+Nothing here imports JAX at module import time, so that listing methods works without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from abc import abstractmethod
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .._memory import jax_memory_source
+from ._base import CaseSpec, Counts, Outcome, Prepared
+
+try:
+    from ._base import DeviceUnavailable
+except ImportError:  # a base that predates DeviceUnavailable: the message still says why
+
+    class DeviceUnavailable(RuntimeError):
+        """The case's device is valid but not present here."""
+
+
+PHASES = ("forward", "backward")
+
+
+def jax_device(name: str):
+    """The JAX device for a case's ``cpu`` or ``cuda``; ``cuda`` without a GPU backend
+    raises :class:`DeviceUnavailable`."""
+    import jax
+
+    if name == "cpu":
+        return jax.devices("cpu")[0]
+    try:
+        return jax.devices("gpu")[0]
+    except RuntimeError as exc:
+        raise DeviceUnavailable(f"{name} was asked for but JAX has no GPU backend here ({exc})") from None
+
+
+def solver_error(kind: str, message: str) -> Exception:
+    """The solver core's exception ``kind`` (``MaxStepsExceeded``, ...), so that the runner
+    records a divergence; a plain RuntimeError where the core (it needs torch) is absent."""
+    try:
+        from ..ode import _errors
+    except ImportError:
+        return RuntimeError(message)
+    return getattr(_errors, kind)(message)
+
+
+def _tap(callback: Callable[..., None]):
+    """An identity ``tap(x, *flags)`` on a float array that calls ``callback(*flags)`` on
+    the host each time ``x`` is computed.
+
+    The callback is pure and its zero result is added to ``x``: JAX and XLA drop it exactly
+    when they drop the computation of ``x`` and run it again when they recompute ``x``
+    (checkpointing). An effectful callback would instead be kept, or staged into both
+    halves of a gradient, where the value it taps is not computed.
+    """
+    import jax
+
+    def host(x, *flags):
+        callback(*(f.item() for f in flags))
+        return np.zeros((), x.dtype)
+
+    @jax.custom_jvp
+    def tap(x, *flags):
+        zero = jax.pure_callback(host, jax.ShapeDtypeStruct((), x.dtype), x, *flags, vmap_method="sequential")
+        return x + zero
+
+    @tap.defjvp
+    def _tap_jvp(primals, tangents):
+        return tap(*primals), tangents[0]
+
+    return tap
+
+
+class EvalTally:
+    """Counts, per phase, what compiled code computes: vector-field evaluations and steps.
+
+    ``evaluation(dy)`` marks the output of one vector-field evaluation; ``step(t, accepted)``
+    marks one step decision. Set ``phase`` between the (blocking) calls of a pass.
+    """
+
+    def __init__(self):
+        self.phase = "forward"
+        self._lock = threading.Lock()
+        self.counts = {phase: Counter() for phase in PHASES}
+        self.evaluation = _tap(lambda: self._add("nfe"))
+        self.step = _tap(lambda accepted: self._add("accepted" if accepted else "rejected"))
+
+    def reset(self) -> None:
+        self.phase = "forward"
+        self.counts = {phase: Counter() for phase in PHASES}
+
+    def _add(self, key: str) -> None:
+        # XLA runs host callbacks on its own threads.
+        with self._lock:
+            self.counts[self.phase][key] += 1
+
+
+class JaxProblem:
+    """A :class:`~odebench.Problem` as JAX arrays of one dtype on one device (float64 enabled)."""
+
+    def __init__(self, problem, spec: CaseSpec):
+        import jax
+
+        # Before any array exists: without it float64 silently becomes float32.
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.problem = problem
+        self.device = jax_device(spec.device)
+        self.dtype = np.dtype(spec.dtype)
+        self.y0 = self.array(problem.y0)
+        self.params = {k: self.array(v) for k, v in problem.params.items()}
+        self.t = self.array(problem.t)
+
+    def array(self, value) -> Any:
+        return self.jax.device_put(np.asarray(value, dtype=self.dtype), self.device)
+
+    def field(self, tally: EvalTally | None = None) -> Callable[[Any, Any, Any], Any]:
+        """The vector field ``f(t, y, params)``; each evaluation counted by ``tally`` if given."""
+        vector_field, jnp = self.problem.vector_field, self.jnp
+        tap = tally.evaluation if tally is not None else None
+
+        def f(t, y, params):
+            dy = vector_field(t, y, params, jnp)
+            return dy if tap is None else tap(dy)
+
+        return f
+
+    def loss(self, ys) -> Any:
+        return self.problem.loss(ys, self.jnp)
+
+
+class SplitGradient:
+    """``loss(y0, params) -> (loss, aux)`` compiled ahead of time as two functions: the
+    forward pass returns the loss, the pullback (its residuals as a pytree) and ``aux``;
+    the backward pass applies the pullback to 1. Compiled functions never retrace."""
+
+    def __init__(self, loss: Callable, y0, params):
+        import jax
+        import jax.numpy as jnp
+
+        started = time.perf_counter()
+        forward = jax.jit(lambda y0, params: jax.vjp(loss, y0, params, has_aux=True))
+        self.forward = forward.lower(y0, params).compile()
+        one = np.ones((), dtype=y0.dtype)
+        backward = jax.jit(lambda pullback: pullback(jnp.asarray(one)))
+        self.backward = backward.lower(self.forward.out_info[1]).compile()
+        self.compile_time_s = time.perf_counter() - started
+
+
+class JaxPrepared(Prepared):
+    """A JAX computation: subclasses give ``loss_fn(tally) -> loss(y0, params) -> (loss, aux)``
+    with ``aux["finite"]`` true when the solution is finite, and turn a counting pass into
+    :class:`Counts`."""
+
+    def __init__(self, jp: JaxProblem):
+        self.jp = jp
+        self.memory_source = jax_memory_source(jp.device)
+        self.timed = SplitGradient(self.loss_fn(None), jp.y0, jp.params)
+        self.compile_time_s = self.timed.compile_time_s
+        self._last: Any = None
+        self._loss = None
+        #: the counts of the last counting pass (``count``), where a test can read them
+        self.tally: EvalTally | None = None
+        self._counting: SplitGradient | None = None
+
+    @abstractmethod
+    def loss_fn(self, tally: EvalTally | None) -> Callable:
+        """The loss of one solve and its aux, with evaluations and steps tapped into ``tally``."""
+
+    @abstractmethod
+    def counts(self, tally: EvalTally, aux: Mapping[str, Any]) -> Counts:
+        """The counts of one counting pass, from the tally and the forward pass's aux."""
+
+    @property
+    def label(self) -> str:
+        return type(self).__name__
+
+    def failures(self):
+        """A context that turns the library's runtime errors into the solver core's."""
+        return contextlib.nullcontext()
+
+    def _require_finite(self, finite) -> None:
+        if not bool(finite):
+            raise solver_error("NonFiniteSolution", f"{self.label}: the solution contains NaN or Inf")
+
+    def forward(self):
+        with self.failures():
+            loss, pullback, aux = self.timed.forward(self.jp.y0, self.jp.params)
+            self._last = loss, pullback
+            # Blocks, as the sync after it would: a fixed-step solve runs on through NaN.
+            self._require_finite(aux["finite"])
+        return loss, pullback
+
+    def backward(self, state):
+        loss, pullback = state
+        with self.failures():
+            grads = self.timed.backward(pullback)
+        self._last = grads
+        return loss, grads
+
+    def sync(self) -> None:
+        with self.failures():
+            self.jp.jax.block_until_ready(self._last)
+
+    def outcome(self, state) -> Outcome:
+        loss, (g_y0, g_params) = state
+        grads = {"y0": np.asarray(g_y0, dtype=np.float64)}
+        grads.update({k: np.asarray(g_params[k], dtype=np.float64) for k in self.jp.params})
+        return Outcome(loss=float(loss), grads=grads)
+
+    def count(self) -> Counts:
+        jax = self.jp.jax
+        if self._counting is None:
+            self.tally = EvalTally()
+            self._counting = SplitGradient(self.loss_fn(self.tally), self.jp.y0, self.jp.params)
+        tally, split = self.tally, self._counting
+        tally.reset()
+        with self.failures():
+            _, pullback, aux = jax.block_until_ready(split.forward(self.jp.y0, self.jp.params))
+            tally.phase = "backward"
+            jax.block_until_ready(split.backward(pullback))
+        return self.counts(tally, aux)
+
+    def loss_at(self, y0: np.ndarray, params: Mapping[str, np.ndarray]) -> float:
+        jp = self.jp
+        if self._loss is None:
+            self._loss = jp.jax.jit(self.loss_fn(None))
+        with self.failures():
+            loss, aux = self._loss(jp.array(y0), {k: jp.array(params[k]) for k in jp.params})
+            self._require_finite(aux["finite"])
+        return float(loss)
+
+    def device_handle(self):
+        return self.jp.device
