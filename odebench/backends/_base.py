@@ -208,6 +208,16 @@ class Method(ABC):
     def prepare(self, problem, spec: CaseSpec) -> Prepared:
         """Build the computation for one case (imports the library; may compile)."""
 
+    def max_steps(self, problem) -> int:
+        """The step budget: the ``max_steps`` parameter, else the problem's own."""
+        return self.params.get("max_steps") or problem.max_steps
+
+    def fixed_step(self, problem) -> float | None:
+        """The step size of a fixed-step solver (``n_steps`` over the horizon), else None."""
+        if self.params.get("solver") not in FIXED_STEP:
+            return None
+        return float(problem.t[-1] - problem.t[0]) / self.params["n_steps"]
+
     def label(self) -> str:
         """A readable name with the parameters that differ from the defaults."""
         changed = {k: v for k, v in self.params.items() if self.options[k].default != v or k == "solver"}

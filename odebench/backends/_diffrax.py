@@ -90,9 +90,8 @@ class _DiffraxPrepared(JaxPrepared):
         self.method = method
         self.spec = spec
         self.solver = p["solver"]
-        self.max_steps = p["max_steps"] or jp.problem.max_steps
-        t = jp.problem.t
-        self.dt0 = float(t[-1] - t[0]) / p["n_steps"] if p["solver"] in FIXED_STEP else None
+        self.max_steps = method.max_steps(jp.problem)
+        self.dt0 = method.fixed_step(jp.problem)
         super().__init__(jp)
 
     @property

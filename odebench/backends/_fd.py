@@ -8,11 +8,12 @@ directional derivatives, and accuracy is measured on those projections.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option, Outcome
+from ._odebench import odeint_kwargs
 from ._torch import TorchPrepared, TorchProblem
 
 
@@ -22,11 +23,7 @@ class _FDPrepared(TorchPrepared):
         p = method.params
         self.params = p
         self.seed = spec.seed
-        self.kwargs: dict[str, Any] = dict(
-            solver=p["solver"], rtol=spec.rtol, atol=spec.atol, max_steps=p["max_steps"] or tp.problem.max_steps
-        )
-        if p["solver"] in FIXED_STEP:
-            self.kwargs["n_steps"] = p["n_steps"]
+        self.kwargs = odeint_kwargs(method, tp.problem, spec)
         self.names = ("y0", *tp.problem.params)
         self.shapes = [np.shape(tp.problem.y0), *(np.shape(v) for v in tp.problem.params.values())]
         self.sizes = [int(np.prod(s)) for s in self.shapes]

@@ -17,14 +17,8 @@ from typing import Any
 import numpy as np
 
 from .._memory import jax_memory_source
-from ._base import CaseSpec, Counts, Outcome, Prepared
-
-try:
-    from ._base import DeviceUnavailable
-except ImportError:  # a base that predates DeviceUnavailable: the message still says why
-
-    class DeviceUnavailable(RuntimeError):
-        """The case's device is valid but not present here."""
+from .. import _errors
+from ._base import CaseSpec, Counts, DeviceUnavailable, Outcome, Prepared
 
 
 PHASES = ("forward", "backward")
@@ -44,12 +38,7 @@ def jax_device(name: str):
 
 
 def solver_error(kind: str, message: str) -> Exception:
-    """The solver core's exception ``kind`` (``MaxStepsExceeded``, ...), so that the runner
-    records a divergence; a plain RuntimeError where the core (it needs torch) is absent."""
-    try:
-        from ..ode import _errors
-    except ImportError:
-        return RuntimeError(message)
+    """The solver exception ``kind`` (``MaxStepsExceeded``, ...): the runner records a divergence."""
     return getattr(_errors, kind)(message)
 
 

@@ -10,19 +10,21 @@ from ._torch import TorchPrepared, TorchProblem
 OWN_SOLVERS = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s != "heun")
 
 
+def odeint_kwargs(method: Method, problem, spec: CaseSpec, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`odebench.odeint` for a method's parameters and a case."""
+    kwargs: dict[str, Any] = dict(
+        solver=method.params["solver"], rtol=spec.rtol, atol=spec.atol, max_steps=method.max_steps(problem), **extra
+    )
+    if method.fixed_step(problem) is not None:
+        kwargs["n_steps"] = method.params["n_steps"]
+    return kwargs
+
+
 class _OdebenchPrepared(TorchPrepared):
     def __init__(self, tp: TorchProblem, method: _Own, spec: CaseSpec):
         super().__init__(tp)
-        p = method.params
-        self.kwargs: dict[str, Any] = dict(
-            solver=p["solver"], rtol=spec.rtol, atol=spec.atol, gradient=method.gradient,
-            max_steps=p["max_steps"] or tp.problem.max_steps,
-        )  # fmt: skip
-        if p["solver"] in FIXED_STEP:
-            self.kwargs["n_steps"] = p["n_steps"]
-        for key in ("seminorm", "checkpoints"):
-            if key in p:
-                self.kwargs[key] = p[key]
+        extra = {k: method.params[k] for k in ("seminorm", "checkpoints") if k in method.params}
+        self.kwargs = odeint_kwargs(method, tp.problem, spec, gradient=method.gradient, **extra)
         self.last_stats = None
 
     def solve(self, y0, params):

@@ -145,11 +145,10 @@ class _TorchdiffeqPrepared(TorchPrepared):
         self.adjoint = method.adjoint
         self.label = f"{method.name} ({p['solver']})"
         self.fixed = p["solver"] in FIXED_STEP
-        self.tally = _StepTally(p["max_steps"] or tp.problem.max_steps, self.label)
+        self.tally = _StepTally(method.max_steps(tp.problem), self.label)
         options: dict[str, Any] = {}
         if self.fixed:
-            t = tp.problem.t
-            options["grid_constructor"] = _uniform_grid(float(t[-1] - t[0]) / p["n_steps"])
+            options["grid_constructor"] = _uniform_grid(method.fixed_step(tp.problem))
         self.kwargs: dict[str, Any] = dict(rtol=spec.rtol, atol=spec.atol, method=SOLVERS[p["solver"]], options=options)
         if self.adjoint:
             # Given explicitly, the adjoint options replace the forward ones: repeat the grid.

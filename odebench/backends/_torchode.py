@@ -86,12 +86,10 @@ class _TorchodePrepared(TorchPrepared):
         self.method = method
         self.spec = spec
         self.label = f"{method.name} ({p['solver']})"
-        self.max_steps = p["max_steps"] or tp.problem.max_steps
+        self.max_steps = method.max_steps(tp.problem)
         self.t_eval = tp.t[None]
-        self.dt0 = None
-        if p["solver"] in FIXED_STEP:
-            t = tp.problem.t
-            self.dt0 = torch.full((1,), float(t[-1] - t[0]) / p["n_steps"], dtype=tp.t.dtype, device=tp.device)
+        step = method.fixed_step(tp.problem)
+        self.dt0 = None if step is None else torch.full((1,), step, dtype=tp.t.dtype, device=tp.device)
         module = _field_module()(tp, tp.params)
         # Gradients are taken with respect to the parameters torchode sees.
         tp.params = dict(zip(module.names, module.values, strict=True))

@@ -1,19 +1,8 @@
-"""Solver failures. They are exceptions here and ``diverged`` records in the runner."""
+"""Solver failures: exceptions here, ``diverged`` records in the runner (defined torch-free)."""
 
-from __future__ import annotations
-
-
-class SolverError(RuntimeError):
-    """The integration could not be completed; the message says where and why."""
-
-
-class MaxStepsExceeded(SolverError):
-    """More than ``max_steps`` step attempts were needed."""
-
-
-class StepSizeUnderflow(SolverError):
-    """The step size shrank to nothing: the solution is not finite or the problem too stiff."""
-
-
-class NonFiniteSolution(SolverError):
-    """A fixed-step solve produced NaN or Inf."""
+from .._errors import (  # noqa: F401 - re-exported
+    MaxStepsExceeded as MaxStepsExceeded,
+    NonFiniteSolution as NonFiniteSolution,
+    SolverError as SolverError,
+    StepSizeUnderflow as StepSizeUnderflow,
+)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import SolverError
 from .._memory import MemoryProbe
 from .._records import Record
 from ..backends import CaseSpec, Outcome, make_method
@@ -40,13 +41,8 @@ def now_iso() -> str:
 
 def classify(exc: BaseException) -> str:
     """``diverged`` for a solve that blew up or ran out of steps, ``failed`` otherwise."""
-    try:
-        from ..ode import SolverError
-
-        if isinstance(exc, SolverError):
-            return "diverged"
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(exc, SolverError):
+        return "diverged"
     return "diverged" if _DIVERGED.search(f"{type(exc).__name__}: {exc}") else "failed"
 
 

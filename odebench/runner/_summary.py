@@ -60,7 +60,7 @@ def summary_text(frame) -> str:
         if rows:
             blocks.append(f"\n{problem}\n" + pd.DataFrame(rows).to_string(index=False))
     if rows_left < 0:
-        blocks.append(f"\n... more cases: see `odebench report`")
+        blocks.append("\n... more cases: see `odebench report`")
     return "\n".join(blocks)
 
 
