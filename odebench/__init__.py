@@ -7,9 +7,10 @@ regression gate never import torch or jax.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._errors import UsageError as UsageError
+from ._lazy import lazy_getattr
 from ._records import COLUMNS as COLUMNS, Record as Record
 from ._results import load_results as load_results, load_run_info as load_run_info
 from ._version import __version__ as __version__
@@ -43,14 +44,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'odebench' has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover

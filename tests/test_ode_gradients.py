@@ -129,43 +129,8 @@ def test_devices(mode, device):
     assert rel_err(g, prob.exact(t)) < 1e-6
 
 
-def test_nn_module_parameters_are_found():
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
-
-    class Field(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-
-        def forward(self, t, y):
-            return self.net(y)
-
-    y0 = torch.tensor([0.3, -0.5])
-    grads = {}
-    for mode in MODES:
-        net.zero_grad()
-        sol = odeint(Field(), y0, [0.0, 1.0], rtol=1e-10, atol=1e-10, gradient=mode)
-        sol.ys[-1].pow(2).sum().backward()
-        grads[mode] = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
-    for mode in MODES[1:]:
-        assert rel_err(grads[mode], grads["backprop"]) < 1e-7
-
-
-def test_unused_and_frozen_parameters():
-    """A parameter the field ignores gets a zero gradient; one without requires_grad none."""
-    used = torch.tensor(0.7, requires_grad=True)
-    unused = torch.tensor(2.0, requires_grad=True)
-    frozen = torch.tensor(1.0)
-    for mode in MODES:
-        sol = odeint(lambda t, y: -used * y * frozen, torch.ones(2), [0.0, 1.0], [used, unused, frozen], gradient=mode)
-        g_used, g_unused = torch.autograd.grad(sol.ys[-1].sum(), [used, unused], allow_unused=True)
-        assert float(g_used) == pytest.approx(-2 * math.exp(-0.7), rel=1e-5)
-        assert g_unused is None or float(g_unused) == 0.0
-
-
 def _mlp_field(seed: int, width: int = 64) -> torch.nn.Module:
-    """A 2-64-64-2 tanh MLP vector field (4,482 parameters), default initialisation."""
+    """A 2-width-width-2 tanh MLP vector field (4,482 parameters at width 64), default initialisation."""
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
         torch.nn.Linear(2, width), torch.nn.Tanh(), torch.nn.Linear(width, width), torch.nn.Tanh(), torch.nn.Linear(width, 2)
@@ -180,6 +145,31 @@ def _mlp_field(seed: int, width: int = 64) -> torch.nn.Module:
             return self.net(y)
 
     return Field()
+
+
+def test_nn_module_parameters_are_found():
+    field = _mlp_field(seed=0, width=8)
+    y0 = torch.tensor([0.3, -0.5])
+    grads = {}
+    for mode in MODES:
+        field.zero_grad()
+        sol = odeint(field, y0, [0.0, 1.0], rtol=1e-10, atol=1e-10, gradient=mode)
+        sol.ys[-1].pow(2).sum().backward()
+        grads[mode] = torch.cat([p.grad.reshape(-1) for p in field.parameters()])
+    for mode in MODES[1:]:
+        assert rel_err(grads[mode], grads["backprop"]) < 1e-7
+
+
+def test_unused_and_frozen_parameters():
+    """A parameter the field ignores gets a zero gradient; one without requires_grad none."""
+    used = torch.tensor(0.7, requires_grad=True)
+    unused = torch.tensor(2.0, requires_grad=True)
+    frozen = torch.tensor(1.0)
+    for mode in MODES:
+        sol = odeint(lambda t, y: -used * y * frozen, torch.ones(2), [0.0, 1.0], [used, unused, frozen], gradient=mode)
+        g_used, g_unused = torch.autograd.grad(sol.ys[-1].sum(), [used, unused], allow_unused=True)
+        assert float(g_used) == pytest.approx(-2 * math.exp(-0.7), rel=1e-5)
+        assert g_unused is None or float(g_unused) == 0.0
 
 
 @pytest.mark.parametrize("mode", ADJOINTS)

@@ -6,7 +6,9 @@ this package) does not pay for pandas and matplotlib. Nothing here imports torch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
 
 _LAZY = {
     "build_report": "odebench.report._build",
@@ -21,14 +23,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'odebench.report' has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
