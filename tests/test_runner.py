@@ -247,3 +247,13 @@ def test_submitit_local_executor(tmp_path, monkeypatch):
     assert set(frame[frame["problem"] == "fault_problems:raises"]["status"]) == {"failed"}
     assert (tmp_path / "run" / "shards").is_dir()
     assert len(load_results(tmp_path / "run")) == 4
+
+
+def test_only_solver_errors_are_divergences():
+    from odebench._errors import MaxStepsExceeded, StepSizeUnderflow
+    from odebench.runner._measure import classify
+
+    assert classify(MaxStepsExceeded("exceeded max_steps=10")) == "diverged"
+    assert classify(StepSizeUnderflow("step size underflow")) == "diverged"
+    assert classify(AttributeError("'X' object has no attribute 'max_steps'")) == "failed"
+    assert classify(RuntimeError("nan")) == "failed"
