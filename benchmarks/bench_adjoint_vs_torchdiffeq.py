@@ -132,7 +132,11 @@ def main(argv=None):
     print("-" * len(header))
     problems = {
         "linear4": (Linear(), torch.tensor([1.0, -0.5, 0.3, 0.8], dtype=torch.float64), torch.tensor([0.0, 2.0])),
-        "mlp": (MLP(), torch.tensor([[0.5, -1.0], [1.0, 0.3], [-0.2, 0.8]], dtype=torch.float64), torch.tensor([0.0, 5.0])),
+        "mlp": (
+            MLP(),
+            torch.tensor([[0.5, -1.0], [1.0, 0.3], [-0.2, 0.8]], dtype=torch.float64),
+            torch.tensor([0.0, 5.0]),
+        ),
     }
     all_ok = True
     for pname, (field, y0, t) in problems.items():
@@ -149,7 +153,9 @@ def main(argv=None):
                 f"{own['nfe_f']:>5}+{own['nfe_b']:<6} {td['nfe_f']:>5}+{td['nfe_b']:<6} | "
                 f"{own['err']:9.2e} {td['err']:9.2e} | {'ok' if ok else 'MISSED'}"
             )
-    print(f"\ntarget (ratio <= 0.5, NFE <= torchdiffeq's, error <= 1.5x torchdiffeq's): {'met' if all_ok else 'not met'}")
+    print(
+        f"\ntarget (ratio <= 0.5, NFE <= torchdiffeq's, error <= 1.5x torchdiffeq's): {'met' if all_ok else 'not met'}"
+    )
     return 0
 
 

@@ -67,7 +67,12 @@ def child(mode: str, steps: int, batch: int, dim: int, width: int, device: str) 
     start = time.perf_counter()
     with MemoryProbe(source, torch=torch, device=dev) as probe:
         run()
-    return {"mode": mode, "steps": steps, "peak_mb": probe.result.peak_bytes / 2**20, "seconds": time.perf_counter() - start}
+    return {
+        "mode": mode,
+        "steps": steps,
+        "peak_mb": probe.result.peak_bytes / 2**20,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main(argv=None) -> int:
@@ -98,7 +103,9 @@ def main(argv=None) -> int:
                 continue
             table.setdefault(mode, {})[steps] = json.loads(proc.stdout.strip().splitlines()[-1])
     cols = " ".join(f"{s:>10}" for s in args.steps)
-    print(f"{'mode':24} {cols}   growth {args.steps[0]}->{args.steps[-1]} steps (x{args.steps[-1] / args.steps[0]:.0f})")
+    print(
+        f"{'mode':24} {cols}   growth {args.steps[0]}->{args.steps[-1]} steps (x{args.steps[-1] / args.steps[0]:.0f})"
+    )
     for mode, row in table.items():
         cells = " ".join(f"{row[s]['peak_mb']:10.1f}" for s in args.steps)
         first, last = row[args.steps[0]]["peak_mb"], row[args.steps[-1]]["peak_mb"]

@@ -60,9 +60,7 @@ def _typed(frame):
         elif kind == "int":
             frame[name] = pd.to_numeric(col, errors="coerce").astype("Int64")
         elif kind == "floats":
-            frame[name] = col.map(
-                lambda v: [float(x) for x in v] if isinstance(v, (list, tuple, np.ndarray)) else []
-            )
+            frame[name] = col.map(lambda v: [float(x) for x in v] if isinstance(v, (list, tuple, np.ndarray)) else [])
     return frame.reset_index(drop=True)
 
 
@@ -115,9 +113,7 @@ def _one(path: Path):
             return _typed(frame)
         if journal.exists():
             return records_to_frame(read_journal(journal))
-        raise ResultsError(
-            f"{path} is not a results folder: it holds neither {RECORDS_PARQUET} nor {RECORDS_JOURNAL}"
-        )
+        raise ResultsError(f"{path} is not a results folder: it holds neither {RECORDS_PARQUET} nor {RECORDS_JOURNAL}")
     if path.suffix == ".parquet":
         return _typed(pd.read_parquet(path))
     if path.suffix == ".jsonl":
@@ -125,8 +121,7 @@ def _one(path: Path):
     if path.suffix == ".csv":
         return _typed(pd.read_csv(path))
     raise ResultsError(
-        f"cannot read results from {path}: give a results folder, a records.parquet, "
-        "a records.jsonl or a .csv file"
+        f"cannot read results from {path}: give a results folder, a records.parquet, a records.jsonl or a .csv file"
     )
 
 

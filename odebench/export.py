@@ -15,7 +15,7 @@ import statistics
 import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,7 @@ def to_pytest_benchmark(frame, run_info: Mapping[str, Any] | None = None) -> dic
     """The run as a pytest-benchmark JSON document (a dict); ``run_info`` is its run.json."""
     info = run_info or {}
     rows = [row for row in frame.to_dict("records") if row.get("status") == "ok" and _timed(row.get("time_samples_s"))]
-    when = info.get("finished_at") or info.get("started_at") or datetime.now(timezone.utc).isoformat()
+    when = info.get("finished_at") or info.get("started_at") or datetime.now(UTC).isoformat()
     return {
         "machine_info": _machine_info(info),
         "commit_info": _commit_info(info),

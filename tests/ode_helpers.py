@@ -24,7 +24,9 @@ class Linear:
 
     def __init__(self, dim=3, seed=0, dtype=torch.float64, device="cpu"):
         g = torch.Generator().manual_seed(seed)
-        a = torch.randn(dim, dim, generator=g, dtype=torch.float64) / dim**0.5 - 0.5 * torch.eye(dim, dtype=torch.float64)
+        a = torch.randn(dim, dim, generator=g, dtype=torch.float64) / dim**0.5 - 0.5 * torch.eye(
+            dim, dtype=torch.float64
+        )
         self.A = a.to(dtype=dtype, device=device).requires_grad_(True)
         self.y0 = torch.randn(dim, generator=g, dtype=torch.float64).to(dtype=dtype, device=device).requires_grad_(True)
         self.w = torch.randn(dim, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
@@ -55,7 +57,11 @@ class Logistic:
         g = torch.Generator().manual_seed(1)
         self.r = torch.tensor(1.3, dtype=dtype, device=device, requires_grad=True)
         self.K = torch.tensor(2.0, dtype=dtype, device=device, requires_grad=True)
-        self.y0 = (0.2 + torch.rand(batch, generator=g, dtype=torch.float64)).to(dtype=dtype, device=device).requires_grad_(True)
+        self.y0 = (
+            (0.2 + torch.rand(batch, generator=g, dtype=torch.float64))
+            .to(dtype=dtype, device=device)
+            .requires_grad_(True)
+        )
 
     def f(self, t, y):
         return self.r * y * (1 - y / self.K)

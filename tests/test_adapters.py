@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICES
+
 from odebench import Problem
 from odebench.backends import CaseSpec, make_method, method_class
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import odebench
+
 from odebench._testing import synthetic_frame, write_synthetic_run
 from odebench.compare import compare_runs, comparison_markdown
 from odebench.export import sample_stats

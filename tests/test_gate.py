@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from cli_helpers import ROOT, odebench, odebench_subprocess, parse
+
 from odebench._testing import synthetic_frame, write_synthetic_run
 from odebench.gate import Rules, gate, load_rules, mann_whitney_u, rules_from_dict
 from odebench.gate._match import case_label

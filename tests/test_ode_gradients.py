@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-
 from conftest import DEVICES
 from ode_helpers import ADAPTIVE, ADJOINTS, MODES, Linear, Logistic, flat_grad, rel_err
+
 from odebench.ode import odeint
 
 
@@ -133,7 +133,11 @@ def _mlp_field(seed: int, width: int = 64) -> torch.nn.Module:
     """A 2-width-width-2 tanh MLP vector field (4,482 parameters at width 64), default initialisation."""
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Linear(2, width), torch.nn.Tanh(), torch.nn.Linear(width, width), torch.nn.Tanh(), torch.nn.Linear(width, 2)
+        torch.nn.Linear(2, width),
+        torch.nn.Tanh(),
+        torch.nn.Linear(width, width),
+        torch.nn.Tanh(),
+        torch.nn.Linear(width, 2),
     ).double()
 
     class Field(torch.nn.Module):
@@ -212,7 +216,9 @@ def test_stiff_decay_failure_of_backsolve(mode):
     amplifies its error by e^{40}; backsolve is far off while the modes that read the
     forward state (interpolated) or differentiate the discrete solve stay right."""
     kt, y0, exact = _stiff_decay()
-    sol = odeint(lambda t, y: torch.stack([-kt * y[0], y[0]]), y0, [0.0, 1.0], [kt], rtol=1e-6, atol=1e-6, gradient=mode)
+    sol = odeint(
+        lambda t, y: torch.stack([-kt * y[0], y[0]]), y0, [0.0, 1.0], [kt], rtol=1e-6, atol=1e-6, gradient=mode
+    )
     err = rel_err(flat_grad(torch.autograd.grad(sol.ys[-1, 1], [y0, kt])), exact)
     if mode == "backsolve":
         assert err > 1e3

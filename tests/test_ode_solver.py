@@ -7,16 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICES
 from ode_helpers import ADAPTIVE, FIXED, Linear
+
 from odebench.ode import (
     TABLEAUX,
     Integrator,
-    StepControl,
     MaxStepsExceeded,
     NonFiniteSolution,
     SolverNameError,
+    StepControl,
     StepSizeUnderflow,
     odeint,
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from problem_helpers import ANALYTIC, REQUIRED
 
 from odebench import Problem as RootProblem
 from odebench.problems import (
@@ -25,8 +26,6 @@ from odebench.problems import (
     register,
 )
 from odebench.problems._neural import SPIRAL_A, SPIRAL_Y0
-
-from problem_helpers import ANALYTIC, REQUIRED
 
 jax = pytest.importorskip("jax")
 jax.config.update("jax_enable_x64", True)

@@ -11,20 +11,19 @@ import time
 import numpy as np
 import pytest
 import torch
+from problem_helpers import ANALYTIC, REQUIRED, scipy_loss_function
 
 from odebench.fd import central_gradient, directional_derivatives
 from odebench.problems import (
     REFERENCE_VERSION,
     ReferenceFailure,
+    _reference,
     cache_dir,
     get_problem,
     linear,
     reference_gradient,
 )
-from odebench.problems import _reference
 from odebench.problems._torch import loss_and_gradient, loss_function
-
-from problem_helpers import ANALYTIC, REQUIRED, scipy_loss_function
 
 torch.set_num_threads(1)
 

@@ -243,7 +243,11 @@ INJECTIONS = {
     "error plateau": (
         lambda f: mutate(
             mutate(f, LINEAR, "odebench.interpolated", SOLVER, rtol=1e-6, grad_rel_err=2e-5),
-            LINEAR, "odebench.interpolated", SOLVER, rtol=1e-9, grad_rel_err=2e-5,
+            LINEAR,
+            "odebench.interpolated",
+            SOLVER,
+            rtol=1e-9,
+            grad_rel_err=2e-5,
         ),  # fmt: skip
         ("tolerance", "linear(dim=4)", "odebench.interpolated", "plateau"),
     ),
@@ -261,14 +265,21 @@ INJECTIONS = {
     ),
     "NFE against peers": (
         lambda f: mutate(
-            f, LINEAR, "odebench.checkpoint", SOLVER,
-            nfe_forward=lambda r: r["nfe_forward"] * 20, nfe_backward=lambda r: r["nfe_backward"] * 20,
+            f,
+            LINEAR,
+            "odebench.checkpoint",
+            SOLVER,
+            nfe_forward=lambda r: r["nfe_forward"] * 20,
+            nfe_backward=lambda r: r["nfe_backward"] * 20,
         ),  # fmt: skip
         ("work", "linear(dim=4)", "odebench.checkpoint", "at least as accurate"),
     ),
     "memory grows with t_end": (
         lambda f: mutate(
-            f, {"t_end": 4.0, "width": 64}, "odebench.backsolve", BACKSOLVE_PARAMS,
+            f,
+            {"t_end": 4.0, "width": 64},
+            "odebench.backsolve",
+            BACKSOLVE_PARAMS,
             peak_memory_bytes=lambda r: r["peak_memory_bytes"] * 4,
         ),  # fmt: skip
         ("memory", "neural_mlp(width=64)", BACKSOLVE, "t_end sweep"),
@@ -286,7 +297,10 @@ def test_each_injected_anomaly_yields_exactly_its_finding(anomaly):
 
 BELOW_THRESHOLDS = {
     "memory grows 1.8x": lambda f: mutate(
-        f, {"t_end": 4.0, "width": 64}, "odebench.backsolve", BACKSOLVE_PARAMS,
+        f,
+        {"t_end": 4.0, "width": 64},
+        "odebench.backsolve",
+        BACKSOLVE_PARAMS,
         peak_memory_bytes=lambda r: r["peak_memory_bytes"] * 1.8,
     ),  # fmt: skip
     "backward NFE 8x forward": lambda f: mutate(

@@ -76,7 +76,11 @@ BAD = [
     (_with("settings.repeats", 0), "settings.repeats", "integer >= 1"),
     (_with("settings.timeout_s", "long"), "settings.timeout_s", "positive number"),
     (_with("settings.retries", 3), "settings.retries", "valid keys: dtype"),
-    (_with("expect", [{"where": {"method": "odebench.*"}, "max": {"grad_err": 1}}]), "expect[0].max.grad_err", "valid keys"),
+    (
+        _with("expect", [{"where": {"method": "odebench.*"}, "max": {"grad_err": 1}}]),
+        "expect[0].max.grad_err",
+        "valid keys",
+    ),
     (_with("expect", [{"where": {"method": "odebench.*"}}]), "expect[0]", "needs max or min"),
 ]
 

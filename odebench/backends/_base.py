@@ -57,7 +57,9 @@ class Option:
 
 
 SOLVER = Option(str, "dopri5", "the Runge-Kutta method (dopri5, tsit5, bosh3, dopri8, rk4, euler, ...)")
-MAX_STEPS = Option(int, None, "step attempts allowed before the solve counts as diverged (default: the problem's)", minimum=1)
+MAX_STEPS = Option(
+    int, None, "step attempts allowed before the solve counts as diverged (default: the problem's)", minimum=1
+)
 N_STEPS = Option(int, 100, "steps over the whole horizon for fixed-step solvers (euler, midpoint, rk4)", minimum=1)
 
 # Every solver name any backend knows; a name outside this set is bad input, a name in
@@ -177,7 +179,9 @@ class Method(ABC):
             out[key] = option.check(cls.name, key, params[key]) if key in params else option.default
         solver = out.get("solver")
         if solver is not None and solver not in KNOWN_SOLVERS:
-            raise MethodError(f"method {cls.name}: unknown solver {solver!r}; must be one of {', '.join(KNOWN_SOLVERS)}")
+            raise MethodError(
+                f"method {cls.name}: unknown solver {solver!r}; must be one of {', '.join(KNOWN_SOLVERS)}"
+            )
         return out
 
     @classmethod

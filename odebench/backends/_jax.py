@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .._memory import jax_memory_source
 from .. import _errors
+from .._memory import jax_memory_source
 from ._base import CaseSpec, Counts, DeviceUnavailable, Outcome, Prepared
-
 
 PHASES = ("forward", "backward")
 

@@ -16,7 +16,6 @@ from torch.autograd.function import once_differentiable
 from ._core import ErrorNorm, Integrator, Step, Tape
 from ._stats import SolveStats
 
-
 _ENGINE = getattr(torch.autograd.Variable, "_execution_engine", None)
 
 
@@ -67,8 +66,16 @@ class Counted:
 class _Mode:
     """What the three custom modes share: the solve's pieces and the parameter VJP."""
 
-    def __init__(self, fn: Counted, integ: Integrator, integ_back: Integrator, ts: list[float],
-                 params: tuple[torch.Tensor, ...], seminorm: bool, checkpoints: int | None):
+    def __init__(
+        self,
+        fn: Counted,
+        integ: Integrator,
+        integ_back: Integrator,
+        ts: list[float],
+        params: tuple[torch.Tensor, ...],
+        seminorm: bool,
+        checkpoints: int | None,
+    ):
         self.fn = fn
         self.integ = integ
         self.integ_back = integ_back
@@ -231,7 +238,9 @@ class _Trajectory:
         if i not in self.cache:
             first, last = self.segments[i]
             with torch.no_grad():
-                self.cache[i] = self.integ.replay(self.fn, self.tape.states[first], self.tape, first, last, want_f1=True)
+                self.cache[i] = self.integ.replay(
+                    self.fn, self.tape.states[first], self.tape, first, last, want_f1=True
+                )
             self.order.append(i)
             if len(self.order) > 2:
                 del self.cache[self.order.pop(0)]

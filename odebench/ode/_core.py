@@ -231,8 +231,16 @@ class Integrator:
             scale = torch.maximum(step.y.abs(), step.y1.abs()).mul_(ctl.rtol).add_(ctl.atol)
             return norm(step.err / scale) * abs(step.h)
 
-    def initial_step(self, fn: VectorField, t0: float, y0: torch.Tensor, f0: torch.Tensor, direction: float,
-                     norm: ErrorNorm, t_span: float) -> float:
+    def initial_step(
+        self,
+        fn: VectorField,
+        t0: float,
+        y0: torch.Tensor,
+        f0: torch.Tensor,
+        direction: float,
+        norm: ErrorNorm,
+        t_span: float,
+    ) -> float:
         """Hairer, Norsett, Wanner I, II.4: one extra evaluation."""
         ctl = self.control
         with torch.no_grad():
@@ -356,7 +364,7 @@ class Integrator:
                     k1 = fn(t_new, step.y1)
                 steps += 1
                 r = max(r, 1e-10)
-                factor = ctl.safety * r ** -self.exp_accept * r_prev**ctl.beta
+                factor = ctl.safety * r**-self.exp_accept * r_prev**ctl.beta
                 factor = min(ctl.ifactor, max(ctl.dfactor, factor))
                 h_next = h_try * factor
                 if clipped and abs(h_next) < abs(h):

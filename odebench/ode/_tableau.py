@@ -57,10 +57,7 @@ class ButcherTableau:
     def __post_init__(self) -> None:
         s = len(self.c)
         fsal = bool(
-            s > 1
-            and self.c[-1] == 1.0
-            and np.array_equal(self.a[-1, : s - 1], self.b[: s - 1])
-            and self.b[-1] == 0.0
+            s > 1 and self.c[-1] == 1.0 and np.array_equal(self.a[-1, : s - 1], self.b[: s - 1]) and self.b[-1] == 0.0
         )
         object.__setattr__(self, "fsal", fsal)
         expected_rows = s if fsal else s + 1
@@ -401,8 +398,22 @@ def _dopri8() -> ButcherTableau:
                   -19.0082099341608028453, 2.3537586759714983486, 0]  # fmt: skip
     dense = coeffs[:, ::-1].copy()  # theta^1 .. theta^6
     c = np.array(
-        [0, 1 / 18, 1 / 12, 1 / 8, 5 / 16, 3 / 8, 59 / 400, 93 / 200, 5490023248 / 9719169821,
-         13 / 20, 1201146811 / 1299019798, 1, 1, 1]  # fmt: skip
+        [
+            0,
+            1 / 18,
+            1 / 12,
+            1 / 8,
+            5 / 16,
+            3 / 8,
+            59 / 400,
+            93 / 200,
+            5490023248 / 9719169821,
+            13 / 20,
+            1201146811 / 1299019798,
+            1,
+            1,
+            1,
+        ]  # fmt: skip
     )
     return ButcherTableau(
         name="dopri8",
@@ -425,9 +436,7 @@ DOPRI5 = _dopri5()
 TSIT5 = _tsit5()
 DOPRI8 = _dopri8()
 
-TABLEAUX: dict[str, ButcherTableau] = {
-    t.name: t for t in (EULER, MIDPOINT, RK4, BOSH3, DOPRI5, TSIT5, DOPRI8)
-}
+TABLEAUX: dict[str, ButcherTableau] = {t.name: t for t in (EULER, MIDPOINT, RK4, BOSH3, DOPRI5, TSIT5, DOPRI8)}
 FIXED_SOLVERS = tuple(name for name, t in TABLEAUX.items() if not t.adaptive)
 ADAPTIVE_SOLVERS = tuple(name for name, t in TABLEAUX.items() if t.adaptive)
 
@@ -437,6 +446,4 @@ def get_tableau(name: str) -> ButcherTableau:
     try:
         return TABLEAUX[name]
     except KeyError:
-        raise SolverNameError(
-            f"unknown solver {name!r}; must be one of {', '.join(TABLEAUX)}"
-        ) from None
+        raise SolverNameError(f"unknown solver {name!r}; must be one of {', '.join(TABLEAUX)}") from None

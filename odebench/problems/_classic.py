@@ -149,9 +149,7 @@ def _robertson_field(t: float, y: Any, params: dict[str, Any], xp: Any) -> Any:
 
 
 @register("robertson")
-def robertson(
-    *, k1: float = 0.04, k2: float = 3e7, k3: float = 1e4, t_end: float = 1.0, n_save: int = 2
-) -> Problem:
+def robertson(*, k1: float = 0.04, k2: float = 3e7, k3: float = 1e4, t_end: float = 1.0, n_save: int = 2) -> Problem:
     """Robertson's stiff chemical kinetics: three species, rates 0.04, 3e7 and 1e4.
 
     Robertson ("The solution of a set of reaction rate equations", in Numerical Analysis,

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-
 # Stiff means that stability alone would cost an explicit solver thousands of steps:
 # (fastest decay rate) x (horizon) against the stability interval (~3) of dopri5.
 STIFF_WORK = 1e4
@@ -73,7 +72,9 @@ class Problem:
         if not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
             raise ProblemError(f"problem {self.name!r}: save times t must be finite and strictly increasing")
         if not isinstance(self.params, dict):
-            raise ProblemError(f"problem {self.name!r}: params must be a dict of arrays, got {type(self.params).__name__}")
+            raise ProblemError(
+                f"problem {self.name!r}: params must be a dict of arrays, got {type(self.params).__name__}"
+            )
         params = {}
         for key, value in self.params.items():
             if key == "y0":

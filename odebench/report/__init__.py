@@ -27,5 +27,5 @@ __getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._build import build_report, default_output, write_report
-    from ._findings import THRESHOLDS, Finding, Threshold, find_findings
+    from ._build import build_report, default_output, write_report  # noqa: F401
+    from ._findings import THRESHOLDS, Finding, Threshold, find_findings  # noqa: F401

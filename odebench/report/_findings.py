@@ -81,9 +81,7 @@ ERROR_FLOOR: dict[str, float] = {"float64": 1e-12, "float32": 1e-5, "float16": 1
 """The smallest gradient error a dtype can be expected to reach. The effective tolerance of a
 case is the largest of rtol, this floor and the reference's own error (``reference_err``)."""
 
-THRESHOLDS: dict[str, Threshold] = {
-    name: value for name, value in globals().items() if isinstance(value, Threshold)
-}
+THRESHOLDS: dict[str, Threshold] = {name: value for name, value in globals().items() if isinstance(value, Threshold)}
 
 # Finding kinds, the more specific first: the order a report lists them in, and the order
 # in which a finding may absorb those it explains.

@@ -235,7 +235,7 @@ def to_html(blocks: list[Block], folder: Path, title: str) -> str:
     anchors = {image.file: image.anchor for image in _images(blocks)}
     body = "\n".join(_html_block(b, folder, anchors) for b in blocks)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )

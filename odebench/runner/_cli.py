@@ -39,7 +39,10 @@ def main(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     slurm = {k: getattr(args, k) for k in ("partition", "gpus_per_job", "time_limit_min", "array_parallelism",
                                             "cases_per_job") if getattr(args, k) is not None}  # fmt: skip
-    overrides = {k: getattr(args, k) for k in ("dtype", "device", "repeats", "warmup", "timeout_s", "seed", "threads", "fd_check")}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("dtype", "device", "repeats", "warmup", "timeout_s", "seed", "threads", "fd_check")
+    }
     if slurm:
         overrides["slurm"] = {**suite.settings.slurm, **slurm}
     result = run_suite(

@@ -31,7 +31,7 @@ FD_DIRECTIONS = 2  # directional derivatives per case in the finite-difference c
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def classify(exc: BaseException) -> str:
@@ -80,7 +80,11 @@ def _compare(g: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     ref_norm, g_norm = float(np.linalg.norm(ref)), float(np.linalg.norm(g))
     rel = float(np.linalg.norm(diff)) / ref_norm if ref_norm > 0 else float(np.linalg.norm(diff))
     cos = float(g @ ref) / (g_norm * ref_norm) if g_norm > 0 and ref_norm > 0 else math.nan
-    return {"grad_rel_err": rel, "grad_max_abs_err": float(np.max(np.abs(diff))) if diff.size else 0.0, "grad_cosine": cos}
+    return {
+        "grad_rel_err": rel,
+        "grad_max_abs_err": float(np.max(np.abs(diff))) if diff.size else 0.0,
+        "grad_cosine": cos,
+    }
 
 
 def _finite(outcome: Outcome) -> bool:

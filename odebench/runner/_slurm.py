@@ -121,4 +121,3 @@ def execute_submitit(suite: Suite, cases: list[Case], run_id: str, path: Path):
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
         raise
-

@@ -270,7 +270,9 @@ def _settings(check: _Checker, raw: Any) -> Settings:
         for key, value in slurm.items():
             kind, _ = SLURM_KEYS[key]
             if isinstance(value, bool) or not isinstance(value, kind):
-                raise check.fail(f"settings.slurm.{key}", f"must be {getattr(kind, '__name__', 'a number')}, got {_kind(value)}")
+                raise check.fail(
+                    f"settings.slurm.{key}", f"must be {getattr(kind, '__name__', 'a number')}, got {_kind(value)}"
+                )
         out["slurm"] = dict(slurm)
     return Settings(**out)
 
@@ -319,7 +321,19 @@ EXPECT_METRICS = (
     "grad_rel_err", "grad_max_abs_err", "grad_cosine", "consistency_err", "fd_err", "nfe_forward", "nfe_backward",
     "steps_forward", "steps_backward", "time_forward_s", "time_backward_s", "time_total_s", "peak_memory_bytes",
 )  # fmt: skip
-EXPECT_WHERE = ("problem", "method", "solver", "backend", "dtype", "device", "rtol", "atol", "seed", "method_params", "problem_params")
+EXPECT_WHERE = (
+    "problem",
+    "method",
+    "solver",
+    "backend",
+    "dtype",
+    "device",
+    "rtol",
+    "atol",
+    "seed",
+    "method_params",
+    "problem_params",
+)
 
 
 def _expect(check: _Checker, raw: Any) -> tuple[Expectation, ...]:

@@ -105,7 +105,9 @@ class ProcessPool:
     def free(self) -> int:
         return self.jobs - len(self.running)
 
-    def start(self, key: Any, fn: Callable[..., Any], args: tuple, timeout_s: float, memory_limit_mb: int | None = None) -> None:
+    def start(
+        self, key: Any, fn: Callable[..., Any], args: tuple, timeout_s: float, memory_limit_mb: int | None = None
+    ) -> None:
         receive, send = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(target=_child, args=(send, fn, args, memory_limit_mb), daemon=True)
         process.start()
@@ -136,7 +138,9 @@ class ProcessPool:
             name = _signal_name(-code)
             hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
             return JobResult(False, status="failed", error=f"worker died with {name}{hint}", seconds=seconds)
-        return JobResult(False, status="failed", error=f"worker exited with status {code} without a result", seconds=seconds)
+        return JobResult(
+            False, status="failed", error=f"worker exited with status {code} without a result", seconds=seconds
+        )
 
     def _kill(self, job: Running) -> None:
         job.process.kill()
