@@ -257,3 +257,27 @@ def test_only_solver_errors_are_divergences():
     assert classify(StepSizeUnderflow("step size underflow")) == "diverged"
     assert classify(AttributeError("'X' object has no attribute 'max_steps'")) == "failed"
     assert classify(RuntimeError("nan")) == "failed"
+
+
+def test_report_from_a_real_run(tmp_path):
+    """A tiny real run through the report: every figure file written, the HTML names them."""
+    from odebench.report import build_report
+
+    suite = parse_suite({"name": "tiny-real", "settings": {**FAST, "fd_check": False},
+                         "problems": [{"name": "linear", "params": {"dim": 2}}, "stiff_decay"],
+                         "methods": ["odebench.backprop", "odebench.backsolve", "odebench.interpolated"],
+                         "tolerances": [1e-4, 1e-7]})  # fmt: skip
+    run = run_suite(suite, tmp_path / "run", progress=False)
+    out = build_report([run.path], tmp_path / "report")
+    figures = sorted((out / "figures").glob("*.png"))
+    assert {"wp_time_linear.png", "wp_time_stiff_decay.png", "wp_nfe_stiff_decay.png"} <= {f.name for f in figures}
+    assert all(f.stat().st_size > 1000 for f in figures)
+    html = (out / "index.html").read_text()
+    markdown = (out / "report.md").read_text()
+    for figure in figures:
+        assert f"figures/{figure.name}" in markdown
+        assert figure.stem in html
+    # backsolve's failure on stiff_decay is among the findings, and named once per method.
+    findings = markdown.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert "odebench.backsolve" in findings and "unstable backward solve" in findings
+    assert "odebench.interpolated" not in findings

@@ -146,7 +146,12 @@ def _method_labels(frame: pd.DataFrame) -> tuple[dict[tuple[str, str], str], dic
     for params in parsed.values():
         for key, value in params.items():
             values[key].add(json.dumps(value, sort_keys=True))
-    common = {key: json.loads(next(iter(v))) for key, v in sorted(values.items()) if len(v) == 1}
+    # Common: the same value in every method (a key that only some methods have is not).
+    common = {
+        key: json.loads(next(iter(v)))
+        for key, v in sorted(values.items())
+        if len(v) == 1 and all(key in params for params in parsed.values())
+    }
     short = {pair: label(pair[0], {k: v for k, v in p.items() if k not in common}) for pair, p in parsed.items()}
     counts = Counter(short.values())
     labels = {pair: text if counts[text] == 1 else label(pair[0], parsed[pair]) for pair, text in short.items()}
