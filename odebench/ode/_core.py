@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -126,6 +126,7 @@ class Tape:
         self.h: list[float] = []
         self.states: dict[int, torch.Tensor] = {}
         self.stride = 1
+        self._t_end: float | None = None
         # For each save time after the first: (index of the step that produced it, theta),
         # theta None meaning the end of that step.
         self.save_steps: list[tuple[int, float | None]] = []
@@ -169,7 +170,6 @@ class SolveResult:
     steps: int = 0
     rejected: int = 0
     f_last: torch.Tensor | None = None  # the vector field at the final state, where known
-    extra: dict = field(default_factory=dict)
 
 
 class Integrator:
@@ -270,14 +270,13 @@ class Integrator:
         k1: torch.Tensor | None = None,
         h0: float | None = None,
         tape: Tape | None = None,
-        on_step: Callable[[Step, torch.Tensor | None], None] | None = None,
     ) -> SolveResult:
         """Integrate from ``ts[0]`` through every save time; ``ts`` may decrease."""
         if self.control.fixed:
-            return self._solve_fixed(fn, y0, ts, k1=k1, tape=tape, on_step=on_step)
-        return self._solve_adaptive(fn, y0, ts, norm, k1=k1, h0=h0, tape=tape, on_step=on_step)
+            return self._solve_fixed(fn, y0, ts, k1=k1, tape=tape)
+        return self._solve_adaptive(fn, y0, ts, norm, k1=k1, h0=h0, tape=tape)
 
-    def _solve_fixed(self, fn, y0, ts, *, k1, tape, on_step) -> SolveResult:
+    def _solve_fixed(self, fn, y0, ts, *, k1, tape) -> SolveResult:
         ctl, tab = self.control, self.tableau
         span = ts[-1] - ts[0]
         h_nominal = abs(span) / ctl.n_steps if ctl.n_steps is not None else ctl.step_size
@@ -297,8 +296,6 @@ class Integrator:
                 if steps > ctl.max_steps:
                     raise MaxStepsExceeded(f"exceeded max_steps={ctl.max_steps} at t={t:.6g}")
                 k1 = step.K[-1] if tab.fsal else None
-                if on_step is not None:
-                    on_step(step, k1)
                 y = step.y1
             if tape is not None:
                 tape.note_save(None)
@@ -313,7 +310,7 @@ class Integrator:
         h_out = (ts[-1] - ts[-2]) / max(1, math.ceil(abs(ts[-1] - ts[-2]) / h_nominal - 1e-9))
         return SolveResult(ys, h_next=abs(h_out), steps=steps, rejected=0, f_last=k1)
 
-    def _solve_adaptive(self, fn, y0, ts, norm, *, k1, h0, tape, on_step) -> SolveResult:
+    def _solve_adaptive(self, fn, y0, ts, norm, *, k1, h0, tape) -> SolveResult:
         ctl, tab = self.control, self.tableau
         direction = 1.0 if ts[-1] > ts[0] else -1.0
         t, y = ts[0], y0
@@ -357,8 +354,6 @@ class Integrator:
                     if tape is not None:
                         tape.note_save(theta)
                     idx += 1
-                if on_step is not None:
-                    on_step(step, f1)
                 k1 = f1
                 if k1 is None and idx < n:
                     k1 = fn(t_new, step.y1)
