@@ -45,11 +45,13 @@ def default_output(runs: Sequence[PathLike]) -> Path:
     return Path("reports") / name
 
 
-def build_report(runs: PathLike | Sequence[PathLike], output: PathLike | None = None) -> Path:
+def build_report(runs: PathLike | Sequence[PathLike], output: PathLike | None = None, *, embed: bool = True) -> Path:
     """Read results folders (or records files) and write the report; returns the report folder.
 
-    ``output`` defaults to :func:`default_output`. Raises :class:`odebench.UsageError` for a
-    folder that is missing or cannot be read.
+    ``output`` defaults to :func:`default_output`. With ``embed`` (the default) index.html
+    carries its figures; without, it links the PNGs beside it (half the size, for
+    reports kept in a repository). Raises :class:`odebench.UsageError` for a folder that
+    is missing or cannot be read.
     """
     paths = [Path(runs)] if isinstance(runs, (str, os.PathLike)) else [Path(r) for r in runs]
     if not paths:
@@ -62,7 +64,7 @@ def build_report(runs: PathLike | Sequence[PathLike], output: PathLike | None = 
         infos = [(path.name if path.is_dir() else path.parent.name, load_run_info(path)) for path in paths]
     except (ResultsError, OSError, ValueError) as exc:
         raise UsageError(f"cannot read results: {exc}") from exc
-    return write_report(frame, output if output is not None else default_output(paths), run_info=infos)
+    return write_report(frame, output if output is not None else default_output(paths), run_info=infos, embed=embed)
 
 
 def write_report(
@@ -71,6 +73,7 @@ def write_report(
     *,
     run_info: Sequence[tuple[str, Mapping[str, Any]]] = (),
     title: str = "",
+    embed: bool = True,
 ) -> Path:
     """Write the report of a records frame (as :func:`odebench.load_results` returns) to ``output``.
 
@@ -91,7 +94,7 @@ def write_report(
     title = title or "odebench report: " + (", ".join(name for name, _ in run_info) or "records")
     blocks = _document(title, prepared, pts, findings, figures, run_info)
     (output / REPORT_MD).write_text(to_markdown(blocks), encoding="utf-8")
-    (output / REPORT_HTML).write_text(to_html(blocks, output, title), encoding="utf-8")
+    (output / REPORT_HTML).write_text(to_html(blocks, output, title, embed=embed), encoding="utf-8")
     return output
 
 

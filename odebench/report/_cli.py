@@ -13,11 +13,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="report folder (default: reports/<name of the run folder>)",
     )
+    parser.add_argument(
+        "--link-figures",
+        action="store_true",
+        help="index.html links figures/*.png instead of embedding them (smaller, e.g. to commit)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     from ._build import build_report
 
-    output = build_report(args.runs, args.output)
+    output = build_report(args.runs, args.output, embed=not args.link_figures)
     print(output)
     return 0

@@ -140,8 +140,25 @@ def _draw(path: Path, title: str, panels: list[Panel], layout: Layout, styles: d
     columns = 1 + len(shown) // 18  # a legend taller than the figure would be cut off
     fig.legend(handles, sorted(shown), loc="outside right upper", fontsize=8, frameon=False, ncols=columns)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    save_png(fig, path)
     return True
+
+
+def save_png(fig, path: Path) -> None:
+    """Save as a 256-colour palette PNG: line plots lose nothing visible and the file
+    shrinks about threefold (reports get committed and embedded)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format="png")
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - matplotlib depends on Pillow
+        path.write_bytes(buffer.getvalue())
+        return
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def _figure(

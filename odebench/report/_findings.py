@@ -197,7 +197,8 @@ def _plateau(group: pd.DataFrame) -> str:
 
 def _consistency(pts: pd.DataFrame) -> Iterator[Finding]:
     discrete = pts.groupby(["problem_label", "method", "solver", "rtol", "dtype"])["grad_rel_err"].min()
-    for group in _by_method(pts):
+    # Finite differences are no adjoint: their distance to backprop is their step's error.
+    for group in _by_method(_contenders(pts)):
         evidence, worst = [], (0.0, "")
         for row in group[group["consistency_err"].notna()].itertuples():
             own = discrete.get((row.problem_label, row.consistency_method, row.solver, row.rtol, row.dtype), math.nan)

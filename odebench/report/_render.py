@@ -191,7 +191,7 @@ def _html_table(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _html_block(block: Block, folder: Path, anchors: dict[str, str]) -> str:
+def _html_block(block: Block, folder: Path, anchors: dict[str, str], embed: bool = True) -> str:
     match block:
         case Heading(level, text, anchor):
             ident = f' id="{html.escape(anchor)}"' if anchor else ""
@@ -207,15 +207,18 @@ def _html_block(block: Block, folder: Path, anchors: dict[str, str]) -> str:
         case Table():
             return _html_table(block)
         case Image(file, title, caption, anchor):
-            data = base64.b64encode((folder / file).read_bytes()).decode("ascii")
+            if embed:
+                source = "data:image/png;base64," + base64.b64encode((folder / file).read_bytes()).decode("ascii")
+            else:
+                source = html.escape(file)
             return (
                 f'<figure id="{html.escape(anchor)}" data-file="{html.escape(file)}">'
-                f'<img src="data:image/png;base64,{data}" alt="{html.escape(title)}">'
+                f'<img src="{source}" alt="{html.escape(title)}">'
                 f"<figcaption><strong>{html.escape(title)}.</strong> {_inline(caption, anchors)} "
                 f'(<a href="{html.escape(file)}">{html.escape(file)}</a>)</figcaption></figure>'
             )
         case Details(summary, blocks):
-            inner = "\n".join(_html_block(b, folder, anchors) for b in blocks)
+            inner = "\n".join(_html_block(b, folder, anchors, embed) for b in blocks)
             return f"<details><summary>{html.escape(summary)}</summary>\n{inner}\n</details>"
     raise TypeError(f"not a report block: {block!r}")
 
@@ -230,10 +233,11 @@ def _images(blocks: list[Block]) -> list[Image]:
     return found
 
 
-def to_html(blocks: list[Block], folder: Path, title: str) -> str:
-    """A standalone page: figures embedded as base64 (read from ``folder``), no external resources."""
+def to_html(blocks: list[Block], folder: Path, title: str, *, embed: bool = True) -> str:
+    """A standalone page: figures embedded as base64 (read from ``folder``), no external
+    resources; with ``embed=False`` the page links the figures beside it instead."""
     anchors = {image.file: image.anchor for image in _images(blocks)}
-    body = "\n".join(_html_block(b, folder, anchors) for b in blocks)
+    body = "\n".join(_html_block(b, folder, anchors, embed) for b in blocks)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
