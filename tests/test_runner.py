@@ -163,16 +163,24 @@ def _slow_suite(tmp_path):
     })  # fmt: skip
 
 
-def test_sigint_then_resume_gives_the_same_cases(tmp_path):
+def _default_sigint():
+    # A background job of a shell script starts with SIGINT ignored, and Python then keeps
+    # ignoring it; a user's terminal delivers it with the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_then_resume_gives_the_same_cases(tmp_path, signum):
     suite = _slow_suite(tmp_path)
     out = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "odebench", "run", str(suite), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+                            preexec_fn=_default_sigint)  # fmt: skip
     journal = out / "records.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     partial = load_results(out)

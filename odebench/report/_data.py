@@ -26,8 +26,9 @@ STABLE_TYPE_SUFFIXES = (".checkpoint", ".interpolated", ".backprop")
 STABLE_TYPE_NAMES = ("diffrax.recursive_checkpoint", "diffrax.direct", "torchode.autodiff")
 """Methods that take the forward state from storage: the yardstick for backsolve-type ones."""
 
-CONSTANT_MEMORY_SUFFIXES = (".backsolve", ".interpolated", ".adjoint")
-"""Methods whose memory should not grow with the horizon (adjoint-type methods)."""
+CONSTANT_MEMORY_SUFFIXES = (".backsolve", ".adjoint")
+"""Methods whose memory should not grow with the horizon (backsolve-type adjoints). The
+interpolated and checkpointed adjoints keep O(sqrt N) states and are not among them."""
 
 VERIFICATION_PREFIXES = ("fd.",)
 """Verification methods (finite differences): the difference step, not the tolerance, sets their
