@@ -163,19 +163,21 @@ def _slow_suite(tmp_path):
     })  # fmt: skip
 
 
-def _default_sigint():
-    # A background job of a shell script starts with SIGINT ignored, and Python then keeps
-    # ignoring it; a user's terminal delivers it with the default disposition.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A background job of a shell script starts with SIGINT ignored, and Python then keeps
+# ignoring it; a user's terminal delivers it with the default disposition. (Not through
+# preexec_fn: forking a process that runs JAX's threads is unsafe.)
+WITH_DEFAULT_SIGINT = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'odebench'; runpy.run_module('odebench', run_name='__main__')"
+)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_then_resume_gives_the_same_cases(tmp_path, signum):
     suite = _slow_suite(tmp_path)
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "odebench", "run", str(suite), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
-                            preexec_fn=_default_sigint)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", WITH_DEFAULT_SIGINT, "run", str(suite), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)  # fmt: skip
     journal = out / "records.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
