@@ -28,10 +28,9 @@ MODES = ["odebench.backprop", "odebench.backsolve", "odebench.interpolated", "od
 def child(mode: str, steps: int, batch: int, dim: int, width: int, device: str) -> dict:
     # As in the runner's workers: tensors of 64 KiB or more are mapped on their own, so
     # the resident set tracks live memory instead of what the C allocator keeps.
-    import odebench.runner._worker_init  # noqa: F401
-
     import torch
 
+    import odebench.runner._worker_init  # noqa: F401
     from odebench._memory import MemoryProbe
 
     torch.set_num_threads(1)

@@ -1,8 +1,7 @@
 """Reading a run for a command (gate, compare, export), with errors fit for the user.
 
-:func:`odebench.load_results` raises :class:`~odebench._results.ResultsError` and lets
-parser errors through; a command wants one :class:`~odebench.UsageError` (exit status 2)
-that says which argument was wrong and why.
+:func:`odebench.load_results` raises :class:`~odebench._results.ResultsError` naming the
+file; a command wants the argument named too (``baseline: ...``), with exit status 2.
 """
 
 from __future__ import annotations
@@ -22,12 +21,9 @@ def read_run(path: str | os.PathLike, role: str):
     records.
     """
     try:
-        frame = load_results(path)
+        frame = load_results(path)  # parser errors arrive as ResultsError naming the file
     except ResultsError as exc:
         raise UsageError(f"{role}: {exc}") from exc
-    except (OSError, ValueError, KeyError) as exc:
-        # pyarrow and pandas parser errors are ValueErrors; say which file failed.
-        raise UsageError(f"{role}: cannot read records from {path}: {type(exc).__name__}: {exc}") from exc
     if frame.empty:
         raise UsageError(f"{role}: {path} holds no records")
     nameless = (frame["problem"] == "") | (frame["method"] == "")

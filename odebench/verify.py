@@ -34,7 +34,6 @@ from .problems import Problem
 # Full central differences up to this many inputs; random directions beyond.
 FD_FULL_MAX = 64
 FD_DIRECTIONS = 8
-FD_SOLVE = {"solver": "dopri8", "rtol": 1e-12, "atol": 1e-12, "save_at": "step"}
 
 
 @dataclass
@@ -120,23 +119,11 @@ def _gradient(method: Method, problem: Problem, spec: CaseSpec) -> tuple[np.ndar
 
 def _fd_gradient(problem: Problem, n_directions: int | None, seed: int) -> tuple[np.ndarray | None, np.ndarray]:
     """Central differences (Richardson) of a tight forward solve: (directions or None, values)."""
-    import torch
-
     from . import fd
-    from .ode import odeint
+    from .problems._torch import loss_function
 
-    sizes = [problem.y0.size, *(v.size for v in problem.params.values())]
-    shapes = [problem.y0.shape, *(v.shape for v in problem.params.values())]
-    x0 = np.concatenate([problem.y0.ravel(), *(v.ravel() for v in problem.params.values())])
-    t = torch.tensor(problem.t, dtype=torch.float64)
-
-    def loss(x: np.ndarray) -> float:
-        parts = [torch.tensor(p.reshape(s)) for p, s in zip(np.split(x, np.cumsum(sizes)[:-1]), shapes, strict=True)]
-        params = dict(zip(problem.params, parts[1:], strict=True))
-        with torch.no_grad():
-            sol = odeint(lambda tt, y: problem.vector_field(tt, y, params, torch), parts[0], t,
-                         max_steps=problem.max_steps, **FD_SOLVE)  # fmt: skip
-            return float(problem.loss(sol.ys, torch))
+    x0 = problem.flat_inputs()
+    loss = loss_function(problem)  # a tight forward solve, no graph
 
     if n_directions is None and x0.size <= FD_FULL_MAX:
         return None, fd.central_gradient(loss, x0, richardson=True)
@@ -178,17 +165,9 @@ def _tight_autograd(problem: Problem, reference) -> np.ndarray:
     """Autograd through a tight solve (the tight reference itself, where it is one)."""
     if reference.kind == "tight":
         return reference.flat
-    import torch
+    from .problems._torch import loss_and_gradient
 
-    from .ode import odeint
-
-    y0 = torch.tensor(problem.y0, requires_grad=True)
-    params = {k: torch.tensor(v, requires_grad=True) for k, v in problem.params.items()}
-    sol = odeint(lambda tt, y: problem.vector_field(tt, y, params, torch), y0, torch.tensor(problem.t),
-                 list(params.values()), gradient="checkpoint", max_steps=problem.max_steps, **FD_SOLVE)  # fmt: skip
-    grads = torch.autograd.grad(problem.loss(sol.ys, torch), [y0, *params.values()], allow_unused=True)
-    return np.concatenate([(torch.zeros_like(x) if g is None else g).detach().numpy().ravel()
-                           for g, x in zip(grads, [y0, *params.values()], strict=True)])  # fmt: skip
+    return problem.flat_gradient(loss_and_gradient(problem).grads)
 
 
 def gradcheck(
@@ -240,10 +219,8 @@ def gradcheck(
     g, _ = _gradient(method, problem, spec)
     reference = reference_gradient(problem, cache=problem.name != "user")
     g_ref = reference.flat
-    g_bp = None
-    if method.consistency is not None:
-        shared = {k: v for k, v in method.params.items() if k in ("solver", "n_steps", "max_steps")}
-        g_bp, _ = _gradient(make_method(method.consistency, shared), problem, spec)
+    twin = method.discrete_twin()
+    g_bp = _gradient(twin, problem, spec)[0] if twin is not None else None
     directions, g_fd = _fd_gradient(problem, fd_directions, seed)
     project = (lambda v: v) if directions is None else (lambda v: directions @ v)
 

@@ -212,6 +212,16 @@ class Method(ABC):
     def prepare(self, problem, spec: CaseSpec) -> Prepared:
         """Build the computation for one case (imports the library; may compile)."""
 
+    def discrete_twin(self) -> Method | None:
+        """The :attr:`consistency` method with this one's solver settings, or None."""
+        if self.consistency is None:
+            return None
+        from ._registry import method_class
+
+        cls = method_class(self.consistency)
+        shared = ("solver", "n_steps", "max_steps")
+        return cls({k: v for k, v in self.params.items() if k in shared and k in cls.options})
+
     def max_steps(self, problem) -> int:
         """The step budget: the ``max_steps`` parameter, else the problem's own."""
         return self.params.get("max_steps") or problem.max_steps

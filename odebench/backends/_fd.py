@@ -24,10 +24,7 @@ class _FDPrepared(TorchPrepared):
         self.params = p
         self.seed = spec.seed
         self.kwargs = odeint_kwargs(method, tp.problem, spec)
-        self.names = ("y0", *tp.problem.params)
-        self.shapes = [np.shape(tp.problem.y0), *(np.shape(v) for v in tp.problem.params.values())]
-        self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.x0 = np.concatenate([np.ravel(tp.problem.y0), *(np.ravel(v) for v in tp.problem.params.values())])
+        self.x0 = tp.problem.flat_inputs()
         self.last_stats = None
 
     def solve(self, y0, params):
@@ -37,14 +34,9 @@ class _FDPrepared(TorchPrepared):
         self.last_stats = sol.stats
         return sol.ys
 
-    def _split(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        parts = np.split(x, np.cumsum(self.sizes)[:-1])
-        arrays = [part.reshape(shape) for part, shape in zip(parts, self.shapes, strict=True)]
-        return arrays[0], dict(zip(self.names[1:], arrays[1:], strict=True))
-
     def _loss(self, x: np.ndarray) -> float:
-        y0, params = self._split(x)
-        return self.loss_at(y0, params)
+        parts = self.tp.problem.unflatten(x)
+        return self.loss_at(parts.pop("y0"), parts)
 
     def forward(self):
         return self._loss(self.x0)
@@ -65,8 +57,7 @@ class _FDPrepared(TorchPrepared):
         loss, grad, directions, derivatives = state
         if grad is None:
             return Outcome(loss=float(loss), directions=np.asarray(directions), derivatives=np.asarray(derivatives))
-        y0, params = self._split(np.asarray(grad, dtype=np.float64))
-        return Outcome(loss=float(loss), grads={"y0": y0, **params})
+        return Outcome(loss=float(loss), grads=self.tp.problem.unflatten(grad))
 
 
 class Central(Method):

@@ -95,22 +95,17 @@ def _finite(outcome: Outcome) -> bool:
 
 def _consistency(method: Method, problem, spec: CaseSpec, g: np.ndarray, directions) -> tuple[float | None, str]:
     """Relative difference to the same library's discrete backprop at the same settings."""
-    name = method.consistency
-    if name is None:
+    other = method.discrete_twin()
+    if other is None:
         return None, ""
-    from ..backends import method_class
-
-    cls = method_class(name)
-    shared = {k: v for k, v in method.params.items() if k in cls.options and k in ("solver", "n_steps", "max_steps")}
-    other = cls(shared)
     if other.unavailable_reason(spec.device):
-        return None, name
+        return None, other.name
     prepared = other.prepare(problem, spec)
     outcome = prepared.outcome(prepared.backward(prepared.forward()))
     ref = problem.flat_gradient(outcome.grads)
     if directions is not None:
         ref = directions @ ref
-    return _compare(g, ref)["grad_rel_err"], name
+    return _compare(g, ref)["grad_rel_err"], other.name
 
 
 def _fd_agreement(prepared, problem, g: np.ndarray, seed: int) -> float:
@@ -118,14 +113,11 @@ def _fd_agreement(prepared, problem, g: np.ndarray, seed: int) -> float:
     over random unit directions v, relative to |g|."""
     from .. import fd
 
-    sizes = [problem.y0.size, *(v.size for v in problem.params.values())]
-    shapes = [problem.y0.shape, *(v.shape for v in problem.params.values())]
-    x0 = np.concatenate([problem.y0.ravel(), *(v.ravel() for v in problem.params.values())])
+    x0 = problem.flat_inputs()
 
     def loss(x):
-        parts = np.split(x, np.cumsum(sizes)[:-1])
-        arrays = [p.reshape(s) for p, s in zip(parts, shapes, strict=True)]
-        return prepared.loss_at(arrays[0], dict(zip(problem.params, arrays[1:], strict=True)))
+        parts = problem.unflatten(x)
+        return prepared.loss_at(parts.pop("y0"), parts)
 
     directions, derivatives = fd.directional_derivatives(loss, x0, FD_DIRECTIONS, seed=seed)
     scale = max(float(np.linalg.norm(g)), 1e-300)
