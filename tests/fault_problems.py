@@ -1,13 +1,16 @@
 """Problem factories that misbehave on purpose, loaded by suites as "fault_problems:NAME".
 
-Each has an analytic reference, so nothing but the case itself evaluates the faulty
-vector field: the fault happens inside the worker that measures the case.
+Each has an analytic reference, so no reference solve evaluates the faulty vector field;
+only the reference's fingerprint probes it, at four points (see ``problems/_fingerprint``).
+A fault meant for the case itself therefore strikes after those first evaluations.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,8 +39,8 @@ def _decay(name, field, rate=0.5):
     )
 
 
-def good():
-    return _decay("good", lambda t, y, p, xp: -p["k"] * y)
+def good(rate: float = 0.5):
+    return _decay("good", lambda t, y, p, xp: -p["k"] * y, rate)
 
 
 def raises():
@@ -59,11 +62,28 @@ def aborts():
 
 
 def sleeps():
+    calls = iter(range(10**9))
+
     def field(t, y, p, xp):
-        time.sleep(3600)
+        if next(calls) >= 8:  # past the fingerprint's probes: the case hangs, not the reference
+            time.sleep(3600)
         return -p["k"] * y
 
     return _decay("sleeps", field)
+
+
+def spawns(pidfile: str = ""):
+    """Starts a child process (``sleep``), writes its pid to ``pidfile``, and hangs: the
+    child must end with the case (timeout, shutdown, or the death of the run)."""
+
+    def field(t, y, p, xp):
+        child = subprocess.Popen(["sleep", "1000"])
+        if pidfile:
+            Path(pidfile).write_text(str(child.pid))
+        time.sleep(3600)
+        return -p["k"] * y
+
+    return _decay("spawns", field)
 
 
 def allocates():

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -16,6 +20,7 @@ from problem_helpers import ANALYTIC, REQUIRED, scipy_loss_function
 from odebench.fd import central_gradient, directional_derivatives
 from odebench.problems import (
     REFERENCE_VERSION,
+    Problem,
     ReferenceFailure,
     _reference,
     cache_dir,
@@ -236,17 +241,22 @@ def test_a_cache_entry_with_wrong_shapes_or_values_is_recomputed(private_cache):
     assert not reference_gradient(p).cached
 
 
-def test_the_key_covers_config_data_code_and_version(monkeypatch):
-    key = _reference.cache_key
+def test_the_fingerprint_covers_data_mathematics_and_version(monkeypatch):
+    key = _reference.fingerprint
     base = get_problem("linear")
     assert key(base) == key(linear(dim=4)) == key(get_problem("linear", {"seed": 0}))
     assert key(base) != key(get_problem("linear", {"seed": 1}))
     assert key(base) != key(get_problem("linear", {"n_save": 3}))
     assert key(base) != key(dataclasses.replace(base, y0=base.y0 + 1.0))  # same config, other data
     assert key(base) != key(dataclasses.replace(base, loss=lambda ys, xp: xp.sum(ys)))
+    assert key(base) != key(dataclasses.replace(base, vector_field=lambda t, y, p, xp: p["A"] @ y * 1.001))
+    assert key(base) != key(dataclasses.replace(base, exact_gradient=None))  # tight, not analytic
     before = key(base)
     monkeypatch.setattr(_reference, "REFERENCE_VERSION", REFERENCE_VERSION + "-next")
-    assert key(base) != before
+    versioned = key(base)
+    assert versioned != before
+    monkeypatch.setattr(_reference, "TIGHT", {**_reference.TIGHT, "rtol": 1e-13})
+    assert key(base) != versioned
 
 
 def test_a_new_reference_version_recomputes(monkeypatch):
@@ -286,3 +296,152 @@ def test_concurrent_writers_leave_one_valid_file(private_cache):
     assert json.loads(path.read_text())["problem"] == "van_der_pol"
     assert not [n for n in os.listdir(private_cache) if n.endswith(".tmp")]
     assert reference_gradient(p).cached
+
+
+# ------------------------------------------------- the fingerprint follows the mathematics
+
+# A user's factory module: the vector field calls a helper that reads a module constant, and
+# the analytic variant's exact_gradient reads one that nothing else does. The field also
+# holds a nested function and a generator expression (code constants whose repr holds an
+# address). Truth: y(T) = y0 exp(-RATE a T), L = |y(T)|^2.
+FACTORY = """
+import numpy as np
+from odebench.problems import Problem
+
+RATE = 0.5
+GRADIENT_FACTOR = 1.0  # a bug: the derivative of |y0|^2 is 2 y0
+
+
+def _decay(y, xp):
+    return -RATE * y
+
+
+def field(t, y, params, xp):
+    def scaled(v):
+        return params["a"] * v
+
+    return sum(w * scaled(_decay(y, xp)) for w in (0.25, 0.75))
+
+
+def loss(ys, xp):
+    return xp.sum(ys[-1] ** 2)
+
+
+def exact_gradient():
+    decay = np.exp(-2.0 * RATE)
+    return {"y0": GRADIENT_FACTOR * np.array([1.0, 2.0]) * decay, "a": -2.0 * RATE * 5.0 * decay}
+
+
+def make(analytic=False):
+    return Problem(
+        name="helper_decay", vector_field=field, y0=np.array([1.0, 2.0]), params={"a": np.float64(1.0)},
+        t=np.array([0.0, 1.0]), loss=loss, exact_gradient=exact_gradient if analytic else None,
+    )
+"""
+
+
+def _truth(rate):
+    decay = np.exp(-2.0 * rate)  # a = 1, T = 1, |y0|^2 = 5
+    return np.array([2.0 * decay, 4.0 * decay, -2.0 * rate * 5.0 * decay])
+
+
+@pytest.fixture
+def factory_module(tmp_path):
+    """A loader of the factory module: each call executes the file afresh (new code objects)."""
+    path = tmp_path / "user_factory.py"
+    path.write_text(textwrap.dedent(FACTORY))
+    count = iter(range(1000))
+
+    def load():
+        spec = importlib.util.spec_from_file_location(f"user_factory_{next(count)}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+def test_a_changed_constant_in_a_helper_recomputes_the_reference(factory_module, private_cache):
+    module = factory_module()
+    first = reference_gradient(module.make())
+    assert not first.cached and _rel(first.flat, _truth(0.5)) < 1e-10
+    assert reference_gradient(module.make()).cached
+    module.RATE = 1.5  # only the helper _decay reads it
+    second = reference_gradient(module.make())
+    assert not second.cached
+    assert _rel(second.flat, _truth(1.5)) < 1e-10  # the new truth, not the stale 0.5 one
+    assert len(list(private_cache.glob("*.json"))) == 2
+    module.RATE = 0.5  # back: the first reference is found again
+    assert reference_gradient(module.make()).cached
+
+
+def test_a_fixed_exact_gradient_recomputes_the_analytic_reference(factory_module):
+    module = factory_module()
+    buggy = reference_gradient(module.make(analytic=True))
+    assert buggy.kind == "analytic" and _rel(buggy.flat, _truth(0.5)) > 0.1
+    module.GRADIENT_FACTOR = 2.0  # the fix, in a constant only exact_gradient reads
+    fixed = reference_gradient(module.make(analytic=True))
+    assert not fixed.cached and _rel(fixed.flat, _truth(0.5)) < 1e-14
+
+
+def test_a_nested_function_and_a_generator_do_not_defeat_the_cache(factory_module, private_cache):
+    first = reference_gradient(factory_module().make())
+    again = reference_gradient(factory_module().make())  # identical, separately compiled
+    assert not first.cached and again.cached
+    assert len(list(private_cache.glob("*.json"))) == 1
+    np.testing.assert_array_equal(again.flat, first.flat)
+
+
+def test_a_cache_file_with_another_fingerprint_is_recomputed(factory_module, private_cache):
+    module = factory_module()
+    reference_gradient(module.make())
+    (path,) = private_cache.glob("*.json")
+    entry = json.loads(path.read_text())
+    entry["fingerprint"] = "0" * 64
+    entry["grads"] = {"y0": [9.0, 9.0], "a": 9.0}  # were it reused, the verdict would be wrong
+    path.write_text(json.dumps(entry))
+    again = reference_gradient(module.make())
+    assert not again.cached and _rel(again.flat, _truth(0.5)) < 1e-10
+    assert reference_gradient(module.make()).cached  # and the file was repaired
+
+
+def test_fingerprints_are_the_same_in_another_process(factory_module, tmp_path):
+    module = factory_module()
+    problems = {"linear": get_problem("linear"), "neural_mlp": get_problem("neural_mlp", {"batch": 3}),
+                "robertson": get_problem("robertson"), "user": module.make()}  # fmt: skip
+    here = {name: _reference.fingerprint(p) for name, p in problems.items()}
+    script = f"""
+import importlib.util, json
+from odebench.problems import _reference, get_problem
+spec = importlib.util.spec_from_file_location("user_factory_there", {str(tmp_path / "user_factory.py")!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+problems = {{"linear": get_problem("linear"), "neural_mlp": get_problem("neural_mlp", {{"batch": 3}}),
+            "robertson": get_problem("robertson"), "user": module.make()}}
+print(json.dumps({{name: _reference.fingerprint(p) for name, p in problems.items()}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    there = json.loads(done.stdout.strip().splitlines()[-1])
+    assert there == here and all(len(key) == 64 for key in here.values())
+
+
+def test_a_field_that_is_not_finite_at_the_probes_still_has_a_faithful_fingerprint():
+    def problem(c):
+        def field(t, y, params, xp):
+            return xp.sqrt(y) * c - xp.log(y)  # NaN or -inf at y <= 0: robertson's zero entries moved
+
+        return Problem(name="edge", vector_field=field, y0=np.array([0.0, 1.0]), params={},
+                       t=np.array([0.0, 1.0]), loss=lambda ys, xp: xp.sum(ys))  # fmt: skip
+
+    assert _reference.fingerprint(problem(2.0)) == _reference.fingerprint(problem(2.0))
+    assert _reference.fingerprint(problem(2.0)) != _reference.fingerprint(problem(2.0 + 1e-6))
+
+
+def test_a_problem_that_cannot_be_probed_is_computed_but_not_cached(monkeypatch, private_cache):
+    monkeypatch.setattr(_reference._fingerprint, "_namespaces", lambda problem: ())
+    p = get_problem("lotka_volterra", {"t_end": 1.0})
+    assert _reference.fingerprint(p) is None
+    first, again = reference_gradient(p), reference_gradient(p)
+    assert not first.cached and not again.cached
+    np.testing.assert_array_equal(again.flat, first.flat)
+    assert not list(private_cache.glob("*.json"))

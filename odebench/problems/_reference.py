@@ -12,14 +12,18 @@ steps and agree to rounding). On the problems with closed forms the estimate bou
 true error, typically by a factor of 3 to 15.
 
 References are cached under ``$ODEBENCH_CACHE/references/`` (default
-``~/.cache/odebench``), keyed by the problem's name, configuration, data and code and
-:data:`REFERENCE_VERSION`; files are written atomically, so concurrent workers are safe,
-and a file that cannot be read is recomputed.
+``~/.cache/odebench``), keyed by the fingerprint of the problem's mathematics and of the
+reference configuration (:func:`fingerprint`: the vector field, the loss and any closed
+form evaluated at fixed probe inputs, the data, the shapes, the solver, the tolerances and
+:data:`REFERENCE_VERSION`), so that an edited constant anywhere the vector field reads it
+gets a new reference, and an unchanged problem the same one in every process. The file
+stores the fingerprint; one that disagrees, or cannot be read, is recomputed. Files are
+written atomically, so concurrent workers are safe. A problem that cannot be probed has
+no fingerprint, and its reference is computed every time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _fingerprint
 from ._problem import Problem
 
 # Bump whenever the way references are computed changes: old cache entries are then ignored.
@@ -90,29 +95,11 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _code_digest(fn: Any) -> str:
-    """A digest of a function's bytecode and constants: an edited user function gets a new key."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return getattr(fn, "__qualname__", type(fn).__qualname__)
-    return hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:16]
-
-
-def cache_key(problem: Problem) -> str:
-    """The hash of the problem's name, configuration, data and code and :data:`REFERENCE_VERSION`."""
-    data = hashlib.sha256()
-    for key in ("y0", "t", *problem.params):
-        array = problem.y0 if key == "y0" else problem.t if key == "t" else problem.params[key]
-        data.update(key.encode() + str(array.shape).encode() + np.ascontiguousarray(array).tobytes())
-    payload = {
-        "name": problem.name,
-        "config": _jsonable(problem.config),
-        "version": REFERENCE_VERSION,
-        "data": data.hexdigest(),
-        "code": [_code_digest(problem.vector_field), _code_digest(problem.loss)],
-        "analytic": problem.analytic,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+def fingerprint(problem: Problem) -> str | None:
+    """The cache key of ``problem``'s reference: the digest of its mathematics (see
+    :mod:`._fingerprint`) and of how references are computed (:data:`REFERENCE_VERSION`,
+    :data:`TIGHT`, :data:`CHECKS`); None when the problem cannot be probed."""
+    return _fingerprint.fingerprint(problem, {"version": REFERENCE_VERSION, "tight": TIGHT, "checks": list(CHECKS)})
 
 
 def _cache_path(problem: Problem, key: str) -> Path:
@@ -121,10 +108,10 @@ def _cache_path(problem: Problem, key: str) -> Path:
 
 
 def _read(path: Path, problem: Problem, key: str) -> Reference | None:
-    """The cached reference, or None when absent, unreadable or not for this problem."""
+    """The cached reference, or None when absent, unreadable or of other mathematics."""
     try:
         entry = json.loads(path.read_text())
-        if entry["key"] != key or entry["version"] != REFERENCE_VERSION:
+        if entry["fingerprint"] != key or entry["version"] != REFERENCE_VERSION:
             return None
         grads = {name: np.asarray(entry["grads"][name], dtype=np.float64) for name in problem.gradient_names}
         flat = problem.flat_gradient(grads)  # checks every shape
@@ -141,7 +128,7 @@ def _read(path: Path, problem: Problem, key: str) -> Reference | None:
 
 def _write(path: Path, problem: Problem, key: str, ref: Reference) -> None:
     entry = {
-        "key": key,
+        "fingerprint": key,
         "version": REFERENCE_VERSION,
         "problem": problem.name,
         "config": _jsonable(problem.config),
@@ -221,15 +208,14 @@ def reference_gradient(problem: Problem, *, cache: bool = True) -> Reference:
 
     Analytic when ``problem.exact_gradient`` is given (``error_estimate`` 0), else a tight
     solve with an estimated error (see the module docstring). With ``cache`` the result is
-    read from and written to :func:`cache_dir`.
+    read from and written to :func:`cache_dir`, under the problem's :func:`fingerprint`.
 
     Raises:
         ReferenceFailure: the tight solve failed or gave non-finite values.
     """
-    key = cache_key(problem)
-    path = _cache_path(problem, key)
-    if cache:
-        hit = _read(path, problem, key)
+    key = fingerprint(problem) if cache else None
+    if key is not None:
+        hit = _read(_cache_path(problem, key), problem, key)
         if hit is not None:
             return hit
     start = time.perf_counter()
@@ -239,6 +225,6 @@ def reference_gradient(problem: Problem, *, cache: bool = True) -> Reference:
         grads=grads, flat=problem.flat_gradient(grads), loss=float(loss), kind=kind, error_estimate=error,
         method=method, seconds=time.perf_counter() - start,
     )  # fmt: skip
-    if cache:
-        _write(path, problem, key, ref)
+    if key is not None:
+        _write(_cache_path(problem, key), problem, key, ref)
     return ref
