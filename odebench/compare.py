@@ -30,8 +30,7 @@ def compare_runs(base, new):
     """
     import pandas as pd
 
-    from .gate._gate import change_ratio
-    from .gate._match import case_label, match_cases, number, value
+    from ._cases import case_label, change_ratio, match_cases, number, value
 
     matched = match_cases(base, new, names=("BASE", "NEW"))
     pairs = list(matched.pairs)

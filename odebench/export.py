@@ -92,7 +92,7 @@ def _quartiles(ordered: list[float]) -> tuple[float, float]:
 
 
 def _benchmark(row: Mapping[str, Any]) -> dict[str, Any]:
-    from .gate._match import identity, method_label, params, problem_label, setting_label, value
+    from ._cases import identity, method_label, params, problem_label, setting_label, value
 
     problem = problem_label(row)
     param = f"{problem}-{setting_label(row, sep='-')}"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from cli_helpers import odebench
 
+from odebench._cases import case_label
 from odebench._testing import synthetic_frame, write_synthetic_run
 from odebench.compare import compare_runs, comparison_markdown
 from odebench.export import sample_stats
-from odebench.gate._match import case_label
 
 # pytest-benchmark's own command line, as users run it (the console script next to
 # this interpreter, else its ``python -m pytest_benchmark``).
@@ -75,6 +75,21 @@ def test_compare_bad_input_exits_2(tmp_path, capsys):
     base = write_synthetic_run(tmp_path / "base")
     assert odebench("compare", base, tmp_path / "nothing") == 2
     assert "NEW: no such results folder or file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["compare", "{base}", "{bad}"], ["export", "{bad}", "-o", "{out}"]])
+def test_params_that_are_not_json_exit_2(tmp_path, capsys, argv):
+    """Records whose method_params are not JSON are bad input, not a case without parameters."""
+    base = write_synthetic_run(tmp_path / "base")
+    bad = write_synthetic_run(tmp_path / "bad")
+    frame = synthetic_frame()
+    frame.loc[0, "method_params"] = "solver=dopri5"
+    frame.to_parquet(bad / "records.parquet")
+    out = tmp_path / "bench.json"
+    assert odebench(*[a.format(base=base, bad=bad, out=out) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(bad) in err and "column method_params: not a JSON object: 'solver=dopri5'" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
 
 
 # ---------------------------------------------------------------- export: stats

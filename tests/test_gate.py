@@ -16,9 +16,10 @@ import pytest
 import yaml
 from cli_helpers import ROOT, odebench, odebench_subprocess, parse
 
+from odebench._cases import case_label
+from odebench._errors import UsageError
 from odebench._testing import synthetic_frame, write_synthetic_run
 from odebench.gate import Rules, gate, load_rules, mann_whitney_u, rules_from_dict
-from odebench.gate._match import case_label
 
 BACKSOLVE = {"method": "odebench.backsolve", "method_params": '{"seminorm": false, "solver": "dopri5"}'}
 
@@ -190,6 +191,128 @@ def test_one_method_slower_on_a_slower_machine_fails(base):
     assert all(v.ratio == pytest.approx(2.0) for v in result.violations)
 
 
+# ---------------------------------------------------------------- time on another machine
+
+
+def test_uniformly_much_slower_machine_passes(base):
+    # A clean clone on another runner measured everything x2.35-2.49 slower.
+    result = gate(synthetic_frame(time_scale=2.4), base)
+    assert result.passed, result.to_markdown()
+    assert not result.informational
+
+
+def test_speed_factor_is_pooled_over_the_methods_of_a_problem(base):
+    # The machine is x2.4 slower, but backprop only x1.2 (it is less sensitive to it): the
+    # others are x2.4 / x1.2 = x2 relative to backprop, yet nothing regressed.
+    run = slowed(synthetic_frame(time_scale=2.4), 0.5, {"method": "odebench.backprop"})
+    result = gate(run, base)
+    assert result.passed, result.to_markdown()
+    # A single reference method, as asked for, still sees x2 everywhere.
+    by_backprop = rules_from_dict({"defaults": {"time": {"reference": "odebench.backprop"}}})
+    assert checks(gate(run, base, by_backprop)) == ["time (relative)"]
+
+
+def test_one_method_three_times_slower_fails_under_the_pooled_rule(base):
+    result = gate(slowed(base, 3.0, {"method": "odebench.checkpoint"}), base)
+    assert checks(result) == ["time (relative)"]
+    assert {v.identity["method"] for v in result.violations} == {"odebench.checkpoint"}
+    assert all(v.ratio == pytest.approx(3.0) for v in result.violations)
+    assert all("relative to the other methods on this problem" in v.rule for v in result.violations)
+
+
+def test_other_cpu_makes_time_informational(base):
+    run = slowed(base, 3.0, {"method": "odebench.checkpoint"})
+    result = gate(run, base, run_cpu="AMD EPYC 7763", baseline_cpu="Intel(R) Xeon(R) Processor")
+    assert result.passed, result.to_markdown()
+    assert {v.identity["method"] for v in result.informational} == {"odebench.checkpoint"}
+    assert all("another CPU" in v.rule for v in result.informational)
+    assert any("AMD EPYC 7763" in note and "enforce_on_other_cpu" in note for note in result.notes)
+    text = result.to_markdown()
+    assert "Time changes (informational, not gated)" in text and "time change" in result.verdict
+    enforce = rules_from_dict({"defaults": {"time": {"enforce_on_other_cpu": True}}})
+    assert checks(gate(run, base, enforce, run_cpu="AMD EPYC 7763", baseline_cpu="Intel Xeon")) == ["time (relative)"]
+    # The same CPU, or one that is not known: time is gated.
+    assert not gate(run, base, run_cpu="AMD EPYC 7763", baseline_cpu="AMD EPYC 7763").passed
+    assert not gate(run, base, run_cpu="AMD EPYC 7763").passed
+
+
+def test_other_cpu_still_gates_deterministic_metrics(base):
+    run = _inject_nfe(slowed(base, 3.0, {"method": "odebench.checkpoint"}))
+    result = gate(run, base, run_cpu="AMD EPYC 7763", baseline_cpu="Intel Xeon")
+    assert checks(result) == ["nfe_backward"] and result.informational
+
+
+def test_time_informational_by_rule(base):
+    rules = rules_from_dict({"defaults": {"time": {"informational": True}}})
+    result = gate(slowed(base, 3.0, {"method": "odebench.checkpoint"}), base, rules)
+    assert result.passed and result.informational
+    assert all("informational by rule" in v.rule for v in result.informational)
+    assert result.to_dict()["informational"]
+
+
+@pytest.mark.parametrize("key", ["informational", "enforce_on_other_cpu"])
+def test_time_flags_must_be_booleans(key):
+    with pytest.raises(UsageError, match=f"defaults.time.{key}: expected true or false"):
+        rules_from_dict({"defaults": {"time": {key: "yes"}}})
+
+
+def test_ci_rules_gate_deterministic_metrics_and_report_time(tmp_path, base, capsys):
+    """.ci/gate-rules.yaml: a slower method on another CPU passes with its time change
+    printed; more steps or NFE, or a worse gradient, fail."""
+    rules = ROOT / ".ci" / "gate-rules.yaml"
+    baseline = write_synthetic_run(tmp_path / "baseline")
+    run = write_synthetic_run(tmp_path / "run")
+    slowed(base, 3.0, {"method": "odebench.checkpoint"}).to_parquet(run / "records.parquet")
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "cpu": {"model": "AMD EPYC 7763", "cores": 2}}))
+    assert odebench("gate", run, "--baseline", baseline, "--rules", rules) == 0
+    out = capsys.readouterr().out
+    assert "Time changes (informational, not gated)" in out
+    assert "| time (relative) |" in out and "odebench.checkpoint(solver=dopri5)" in out
+    assert "AMD EPYC 7763" in out and "synthetic CPU" in out
+    for inject in (_inject_nfe, _inject_gradient, lambda f: scaled(f, "steps_backward", 1.5, BACKSOLVE)):
+        inject(base).to_parquet(run / "records.parquet")
+        assert odebench("gate", run, "--baseline", baseline, "--rules", rules) == 1
+    assert "| steps_backward |" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- rules that match nothing
+
+
+def test_rules_that_match_no_case_are_named_in_the_notes(tmp_path, capsys):
+    run = write_synthetic_run(tmp_path / "run")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - {where: {method: odebench.backprop, method_params: {solver: rk4}}, grad_rel_err: {factor: 1.5}}\n"
+        "  - {where: {method: odebench.backprop}, grad_rel_err: {factor: 1.5}}\n"
+        "ignore:\n"
+        "  - {problem: no_such_problem, reason: gone}\n"
+    )
+    assert odebench("gate", run, "--baseline", run, "--rules", rules) == 0
+    out = capsys.readouterr().out
+    unmatched = [line for line in out.splitlines() if "matches no case" in line]
+    assert len(unmatched) == 2, out
+    assert "rules.yaml:rules[0]" in unmatched[0] and "{method: odebench.backprop, method_params: {solver: rk4}}" in out
+    assert "rules.yaml:ignore[0]" in unmatched[1] and "no_such_problem" in unmatched[1]
+
+
+# ---------------------------------------------------------------- records that are not valid
+
+
+@pytest.mark.parametrize("column", ["method_params", "problem_params"])
+def test_params_that_are_not_json_exit_2_naming_run_and_column(tmp_path, capsys, column):
+    baseline = write_synthetic_run(tmp_path / "baseline")
+    run = write_synthetic_run(tmp_path / "run")
+    frame = synthetic_frame()
+    frame.loc[3, column] = "{solver: dopri5"
+    frame.to_parquet(run / "records.parquet")
+    assert odebench("gate", run, "--baseline", baseline) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("odebench gate: error: run: ") and str(run) in err and f"column {column}" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
 # ---------------------------------------------------------------- each rule, both sides
 
 
@@ -321,12 +444,13 @@ def test_time_reference_is_configurable_and_prefers_the_same_solver(base):
 
     # Every dopri5 case gets 2x slower, the tsit5 backprop 4x faster: dopri5 methods are
     # compared with the dopri5 backprop and pass; with only the tsit5 one, they fail.
+    backprop = rules_from_dict({"defaults": {"time": {"reference": "odebench.backprop"}}})
     tsit = base[base["method"] == "odebench.backprop"].assign(method_params='{"solver": "tsit5"}', solver="tsit5")
     both = pd.concat([base, tsit], ignore_index=True)
     run = slowed(slowed(both, 2.0, {"solver": "dopri5"}), 0.25, {"solver": "tsit5"})
-    assert gate(run, both).passed, gate(run, both).to_markdown()
+    assert gate(run, both, backprop).passed, gate(run, both, backprop).to_markdown()
     dopri_backprop = _mask(both, {"method": "odebench.backprop", "solver": "dopri5"})
-    result = gate(run[~dopri_backprop], both[~dopri_backprop])
+    result = gate(run[~dopri_backprop], both[~dopri_backprop], backprop)
     assert result.violations and all("odebench.backprop(solver=tsit5)" in v.rule for v in result.violations)
 
 
@@ -395,7 +519,8 @@ def test_builtin_defaults():
     defaults = Rules().defaults
     assert (defaults.grad_rel_err.factor, defaults.nfe.max_increase, defaults.memory.max_increase) == (2.0, 0.05, 0.05)
     assert defaults.memory.rss_max_increase is None
-    assert (defaults.time.mode, defaults.time.reference, defaults.time.factor) == ("relative", "odebench.backprop", 1.6)
+    assert (defaults.time.mode, defaults.time.reference, defaults.time.factor) == ("relative", None, 1.6)
+    assert (defaults.time.informational, defaults.time.enforce_on_other_cpu) == (False, False)
 
 
 # ---------------------------------------------------------------- bad input: exit 2 with a clear message
@@ -418,7 +543,7 @@ def test_builtin_defaults():
         ("defaults: {nfe: {max_increase: '5%'}}", "defaults.nfe.max_increase: expected a number >= 0"),
         (
             "defaults: {memroy: {}}",
-            "defaults.memroy: unknown key; valid keys: status, missing, grad_rel_err, nfe, memory, time",
+            "defaults.memroy: unknown key; valid keys: status, missing, grad_rel_err, nfe, steps, memory, time",
         ),
         ("rule: []", "rule: unknown key; valid keys: defaults, rules, ignore"),
         ("rules: {method: x}", "rules: expected a list"),
@@ -539,7 +664,7 @@ def test_subprocess_python_m_odebench_gate(tmp_path, base):
 
 def test_gate_imports_no_torch_jax_or_scipy():
     code = (
-        "import sys, odebench.gate, odebench.compare, odebench.export, odebench.gate._cli\n"
+        "import sys, odebench.gate, odebench.compare, odebench.export, odebench.gate._cli, odebench.history\n"
         "heavy = sorted(m for m in ('torch', 'jax', 'scipy') if m in sys.modules)\n"
         "cheap = 'pandas' not in sys.modules\n"
         "print(heavy, cheap)\n"

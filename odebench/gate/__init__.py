@@ -3,12 +3,15 @@
 Reads DataFrames only (never torch or jax). ``odebench gate`` is :mod:`odebench.gate._cli`.
 """
 
+from .._cases import MatchedCases as MatchedCases
+from .._cases import Where as Where
+from .._cases import case_label as case_label
+from .._cases import change_ratio as change_ratio
+from .._cases import match_cases as match_cases
 from ._gate import GateResult as GateResult
 from ._gate import Violation as Violation
+from ._gate import cpu_model as cpu_model
 from ._gate import gate as gate
-from ._match import MatchedCases as MatchedCases
-from ._match import case_label as case_label
-from ._match import match_cases as match_cases
 from ._rules import (
     GradRule as GradRule,
 )
@@ -34,13 +37,13 @@ from ._rules import (
     StatusRule as StatusRule,
 )
 from ._rules import (
+    StepsRule as StepsRule,
+)
+from ._rules import (
     Thresholds as Thresholds,
 )
 from ._rules import (
     TimeRule as TimeRule,
-)
-from ._rules import (
-    Where as Where,
 )
 from ._rules import (
     load_rules as load_rules,
@@ -63,11 +66,14 @@ __all__ = [
     "Rule",
     "Rules",
     "StatusRule",
+    "StepsRule",
     "Thresholds",
     "TimeRule",
     "Violation",
     "Where",
     "case_label",
+    "change_ratio",
+    "cpu_model",
     "gate",
     "load_rules",
     "mann_whitney_u",

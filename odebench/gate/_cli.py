@@ -20,8 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _describe(path: str, info: dict) -> str:
+    from ._gate import cpu_model
+
     commit = (info.get("git") or {}).get("commit") or ""
-    cpu = (info.get("cpu") or {}).get("model") or ""
+    cpu = cpu_model(info) or ""
     gpu = info.get("gpu")
     gpu = gpu.get("name") if isinstance(gpu, dict) else gpu
     extras = ", ".join(x for x in (commit[:10] and f"commit {commit[:10]}", cpu, gpu or "") if x)
@@ -30,16 +32,17 @@ def _describe(path: str, info: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from .._runs import read_run, read_run_info
-    from . import gate, load_rules
+    from . import cpu_model, gate, load_rules
     from ._rules import Rules
 
     rules = load_rules(args.rules) if args.rules else Rules()
     baseline = read_run(args.baseline, "baseline")
     run = read_run(args.run, "run")
-    result = gate(run, baseline, rules)
+    run_info, baseline_info = read_run_info(args.run, "run"), read_run_info(args.baseline, "baseline")
+    result = gate(run, baseline, rules, run_cpu=cpu_model(run_info), baseline_cpu=cpu_model(baseline_info))
     context = [
-        f"run: {_describe(args.run, read_run_info(args.run, 'run'))}",
-        f"baseline: {_describe(args.baseline, read_run_info(args.baseline, 'baseline'))}",
+        f"run: {_describe(args.run, run_info)}",
+        f"baseline: {_describe(args.baseline, baseline_info)}",
         f"rules: {rules.source}",
     ]
     report = result.to_markdown(context)

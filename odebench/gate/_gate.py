@@ -1,9 +1,10 @@
 """The regression gate: checks a run against a baseline, case by case.
 
 Most of what odebench measures is deterministic (status, gradient error, NFE, CUDA and
-JAX memory peaks), so those are gated tightly. Time is not: it is gated relative to a
-reference method measured in the same run, and only when the stored samples show the
-slowdown (a one-sided Mann-Whitney test), so that a noisy or slower runner does not fail.
+JAX memory peaks), so those are gated tightly. Time is not: it is gated relative to the
+other methods measured in the same runs, and only when the stored samples show the
+slowdown (a one-sided Mann-Whitney test), so that a noisy or slower runner does not fail;
+between different CPU models it is only reported.
 """
 
 from __future__ import annotations
@@ -11,12 +12,24 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import _markdown as md
-from ._match import Row, case_fields, case_label, identity, match_cases, method_label, number, problem_key, value
-from ._rules import GradRule, MemoryRule, NfeRule, Rules, Thresholds, TimeRule
+from .._cases import (
+    Row,
+    Where,
+    case_fields,
+    case_label,
+    change_ratio,
+    identity,
+    match_cases,
+    method_label,
+    number,
+    problem_key,
+    value,
+)
+from ._rules import GradRule, MemoryRule, NfeRule, Rules, StepsRule, Thresholds, TimeRule
 from ._stats import mann_whitney_u, smallest_pvalue
 
 # Machine epsilon per dtype name, for the gradient-error floor.
@@ -60,13 +73,18 @@ class Violation:
 
 @dataclass(frozen=True)
 class GateResult:
-    """The outcome of :func:`gate`: the violations and what was (not) checked."""
+    """The outcome of :func:`gate`: the violations and what was (not) checked.
+
+    ``informational`` holds time changes beyond the rule that do not fail the gate
+    (``time: {informational: true}``, or run and baseline on different CPU models).
+    """
 
     violations: tuple[Violation, ...]
     checked: int
     ignored: int
     new_cases: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    informational: tuple[Violation, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -76,7 +94,9 @@ class GateResult:
     def verdict(self) -> str:
         """One line: PASS or FAIL and the counts."""
         if self.passed:
-            return f"PASS: {self.checked} cases checked, no regression"
+            shown = len(self.informational)
+            extra = f" ({shown} time change{'s' * (shown != 1)} reported, not gated)" if shown else ""
+            return f"PASS: {self.checked} cases checked, no regression{extra}"
         cases = len({v.case for v in self.violations})
         n = len(self.violations)
         return f"FAIL: {n} regression{'s' * (n != 1)} in {cases} of {self.checked} cases"
@@ -90,16 +110,14 @@ class GateResult:
         if context:
             parts.append("\n".join(f"- {line}" for line in context))
         if self.violations:
-            rows = [
-                (v.case, v.check, md.number(v.baseline, v.unit), md.number(v.now, v.unit), md.ratio(v.ratio), v.rule)
-                for v in self.violations[:max_rows]
-            ]
-            parts.append(md.table(("case", "what", "baseline", "now", "ratio", "rule"), rows))
+            parts.append(_table(self.violations[:max_rows]))
+        if self.informational:
+            parts.append("#### Time changes (informational, not gated)")
+            parts.append(_table(self.informational[:max_rows]))
         notes = list(self.notes)
-        if len(self.violations) > max_rows:
-            notes.insert(
-                0, f"{len(self.violations) - max_rows} more violations are left out of this table (see --json)."
-            )
+        for name, found in (("violations", self.violations), ("time changes", self.informational)):
+            if len(found) > max_rows:
+                notes.insert(0, f"{len(found) - max_rows} more {name} are left out of this table (see --json).")
         if self.ignored:
             notes.append(f"{self.ignored} cases ignored by the rules.")
         if self.new_cases:
@@ -117,7 +135,16 @@ class GateResult:
             "new_cases": list(self.new_cases),
             "notes": list(self.notes),
             "violations": [v.to_dict() for v in self.violations],
+            "informational": [v.to_dict() for v in self.informational],
         }
+
+
+def _table(violations: Sequence[Violation]) -> str:
+    rows = [
+        (v.case, v.check, md.number(v.baseline, v.unit), md.number(v.now, v.unit), md.ratio(v.ratio), v.rule)
+        for v in violations
+    ]
+    return md.table(("case", "what", "baseline", "now", "ratio", "rule"), rows)
 
 
 def _json_value(v: Any) -> Any:
@@ -126,51 +153,117 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def gate(run, baseline, rules: Rules | None = None) -> GateResult:
+def gate(
+    run, baseline, rules: Rules | None = None, *, run_cpu: str | None = None, baseline_cpu: str | None = None
+) -> GateResult:
     """Check the records of ``run`` against those of ``baseline`` (both DataFrames).
 
-    Raises :class:`~odebench.UsageError` if either holds a case twice.
+    ``run_cpu`` and ``baseline_cpu`` are the CPU models from each ``run.json``: where
+    both are known and differ, time changes are informational unless the rule says
+    ``enforce_on_other_cpu``. Raises :class:`~odebench.UsageError` if either run holds a
+    case twice or a ``*_params`` cell that is not JSON.
     """
     rules = rules or Rules()
     matched = match_cases(baseline, run, names=("baseline", "run"))
-    violations: list[Violation] = []
-    checked = ignored = 0
+    other_cpu = bool(run_cpu and baseline_cpu and run_cpu != baseline_cpu)
+    tally = _Tally()
     for row in matched.only_first:
-        if rules.ignored(case_fields(row)):
-            ignored += 1
-            continue
-        checked += 1
-        rule = rules.for_case(case_fields(row)).missing
-        if not rule.skip:
-            status = value(row, "status")
-            violations.append(
-                _violation(
-                    row, "missing", status, None, None, f"every baseline case must be in the run [{rule.origin}]"
-                )
-            )
-    gated = []
-    for base, new in matched.pairs:
-        if rules.ignored(case_fields(base)):
-            ignored += 1
-        else:
-            gated.append((base, new))
+        _check_missing(row, rules, tally)
+    gated = [(base, new) for base, new in matched.pairs if not tally.ignores(base, rules)]
     timing = _Timing([(b, n) for b, n in gated if _ok(b) and _ok(n)])
     for base, new in gated:
-        checked += 1
-        thresholds = rules.for_case(case_fields(base))
-        violations += _check_status(base, new, thresholds)
-        if _ok(base) and _ok(new):
-            violations += _check_grad(base, new, thresholds.grad_rel_err)
-            violations += _check_nfe(base, new, thresholds.nfe)
-            violations += _check_memory(base, new, thresholds.memory)
-            violations += _check_time(base, new, thresholds.time, timing)
+        _check_case(base, new, rules.for_case(case_fields(base)), timing, other_cpu, tally)
     new_cases = tuple(case_label(row) for row in matched.only_second if not rules.ignored(case_fields(row)))
+    every_case = [row for pair in matched.pairs for row in pair] + [*matched.only_first, *matched.only_second]
     return GateResult(
-        violations=tuple(violations),
-        checked=checked,
-        ignored=ignored,
+        violations=tuple(tally.violations),
+        checked=tally.checked,
+        ignored=tally.ignored,
         new_cases=new_cases,
-        notes=timing.notes(),
+        notes=_cpu_notes(run_cpu, baseline_cpu) + timing.notes() + _unmatched_rules(rules, every_case),
+        informational=tuple(tally.informational),
+    )
+
+
+@dataclass
+class _Tally:
+    """What :func:`gate` found so far."""
+
+    violations: list[Violation] = field(default_factory=list)
+    informational: list[Violation] = field(default_factory=list)
+    checked: int = 0
+    ignored: int = 0
+
+    def ignores(self, row: Row, rules: Rules) -> bool:
+        """Whether the rules leave ``row`` out (counted), else count it as checked."""
+        if rules.ignored(case_fields(row)):
+            self.ignored += 1
+            return True
+        self.checked += 1
+        return False
+
+
+def _check_missing(row: Row, rules: Rules, tally: _Tally) -> None:
+    """A baseline case the run does not hold."""
+    if tally.ignores(row, rules):
+        return
+    rule = rules.for_case(case_fields(row)).missing
+    if not rule.skip:
+        text = f"every baseline case must be in the run [{rule.origin}]"
+        tally.violations.append(_violation(row, "missing", value(row, "status"), None, None, text))
+
+
+def _check_case(base: Row, new: Row, thresholds: Thresholds, timing: _Timing, other_cpu: bool, tally: _Tally) -> None:
+    """Every check of one case held by both runs."""
+    tally.violations += _check_status(base, new, thresholds)
+    if not (_ok(base) and _ok(new)):
+        return
+    tally.violations += _check_grad(base, new, thresholds.grad_rel_err)
+    tally.violations += _check_nfe(base, new, thresholds.nfe)
+    tally.violations += _check_steps(base, new, thresholds.steps)
+    tally.violations += _check_memory(base, new, thresholds.memory)
+    slower = _check_time(base, new, thresholds.time, timing)
+    why = _time_not_gated(thresholds.time, other_cpu)
+    if why:
+        tally.informational += [replace(v, rule=f"{v.rule} ({why})") for v in slower]
+    else:
+        tally.violations += slower
+
+
+def cpu_model(run_info: Mapping[str, Any]) -> str | None:
+    """The CPU model a run measured on, from its run.json (``None`` where not recorded)."""
+    cpu = run_info.get("cpu")
+    return (cpu.get("model") if isinstance(cpu, Mapping) else None) or None
+
+
+def _time_not_gated(rule: TimeRule, other_cpu: bool) -> str:
+    """Why time changes of a case are informational, or ``""`` where they are gated."""
+    if rule.informational:
+        return "informational by rule"
+    if other_cpu and not rule.enforce_on_other_cpu:
+        return "informational: another CPU"
+    return ""
+
+
+def _cpu_notes(run_cpu: str | None, baseline_cpu: str | None) -> tuple[str, ...]:
+    if not (run_cpu and baseline_cpu) or run_cpu == baseline_cpu:
+        return ()
+    return (
+        f"The run's CPU ({run_cpu}) is not the baseline's ({baseline_cpu}): time changes are informational"
+        " (not gated) unless a rule sets `time: {enforce_on_other_cpu: true}`; refresh the baseline on this"
+        " kind of machine to gate time again.",
+    )
+
+
+def _unmatched_rules(rules: Rules, rows: Sequence[Row]) -> tuple[str, ...]:
+    """A note per rule or ignore entry that matches no case of either run: it checks nothing."""
+    fields = [case_fields(row) for row in rows]
+    entries: list[tuple[str, Where]] = [(rule.origin, rule.where) for rule in rules.rules]
+    entries += [(entry.origin or "ignore", entry.where) for entry in rules.ignore]
+    return tuple(
+        f"Rule `{origin}` (where {where}) matches no case of the run or the baseline: it checks nothing."
+        for origin, where in entries
+        if not any(where.matches(f) for f in fields)
     )
 
 
@@ -182,13 +275,6 @@ def _violation(
     row: Row, check: str, baseline: Any, now: Any, ratio: float | None, rule: str, unit: str = "", **detail: Any
 ) -> Violation:
     return Violation(case_label(row), check, baseline, now, ratio, rule, unit, identity(row), detail)
-
-
-def change_ratio(now: float, base: float) -> float:
-    """``now / base``, with 0 -> 0 as no change and 0 -> x > 0 as infinite growth."""
-    if base == 0:
-        return math.inf if now > 0 else 1.0
-    return now / base
 
 
 def _exceeds(
@@ -225,15 +311,23 @@ def _check_grad(base: Row, new: Row, rule: GradRule) -> list[Violation]:
     return _exceeds(base, new, "grad_rel_err", lambda b: rule.factor * b + floor, "grad_rel_err", text)
 
 
-def _check_nfe(base: Row, new: Row, rule: NfeRule) -> list[Violation]:
+def _check_counts(base: Row, new: Row, rule: NfeRule | StepsRule, columns: tuple[str, ...]) -> list[Violation]:
     if rule.skip:
         return []
     text = f"{_percent(rule.max_increase)} [{rule.origin}]"
     return [
         violation
-        for column in ("nfe_forward", "nfe_backward")
+        for column in columns
         for violation in _exceeds(base, new, column, lambda b: b * (1 + rule.max_increase), column, text)
     ]
+
+
+def _check_nfe(base: Row, new: Row, rule: NfeRule) -> list[Violation]:
+    return _check_counts(base, new, rule, ("nfe_forward", "nfe_backward"))
+
+
+def _check_steps(base: Row, new: Row, rule: StepsRule) -> list[Violation]:
+    return _check_counts(base, new, rule, ("steps_forward", "steps_backward"))
 
 
 def _check_memory(base: Row, new: Row, rule: MemoryRule) -> list[Violation]:
@@ -281,12 +375,13 @@ class _Timed:
 class _Timing:
     """The cases timed in both runs, to estimate how much faster or slower the run's machine is.
 
-    The speed factor for a case is the median run/baseline time ratio of the reference
-    method on the same problem (problem, its parameters, dtype and device; the same
-    solver where present), pooled over tolerances and seeds: one reference case alone
-    carries its own noise into every comparison. The reference method itself is
-    compared with the other methods on its problem. Where a problem has neither, the
-    same over the whole run.
+    By default (no reference method) the speed factor for a case is the median
+    run/baseline time ratio of every other method on the same problem (problem, its
+    parameters, dtype and device), pooled over tolerances and seeds: no one method's
+    noise, or its own sensitivity to the machine, decides for the others. With a
+    reference method, it is that method's median ratio on the problem (the same solver
+    where present), and the reference itself is compared with the other methods. Where
+    a problem has none of these, the same over the whole run.
     """
 
     def __init__(self, pairs: list[tuple[Row, Row]]):
@@ -305,18 +400,20 @@ class _Timing:
                     )
                 )
 
-    def speed(self, base: Row, reference: str) -> tuple[float, str] | None:
+    def speed(self, base: Row, reference: str | None) -> tuple[float, str] | None:
         """The speed factor for ``base`` and what it was measured on; ``None`` if nothing to compare with."""
         key = (value(base, "method"), method_label(base), problem_key(base), value(base, "solver") or "", reference)
         if key not in self._speeds:
             self._speeds[key] = self._speed(*key)
         return self._speeds[key]
 
-    def _speed(self, method: str, label: str, problem: tuple, solver: str, reference: str) -> tuple[float, str] | None:
+    def _speed(
+        self, method: str, label: str, problem: tuple, solver: str, reference: str | None
+    ) -> tuple[float, str] | None:
         refs = [t for t in self.timed if t.method == reference]
         others = [t for t in self.timed if t.label != label]
         chain = []
-        if method != reference:
+        if reference is not None and method != reference:
             for scope, pool in (("on this problem", [t for t in refs if t.problem == problem]), ("over the run", refs)):
                 same_solver = [t for t in pool if t.solver == solver]
                 chosen = same_solver or pool

@@ -17,7 +17,6 @@ choices.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .._cases import WHERE_KEYS, Where, parse_where
 from .._errors import UsageError
 
 TIME_MODES = ("relative", "absolute", "both")
@@ -72,6 +72,15 @@ class NfeRule:
 
 
 @dataclass(frozen=True)
+class StepsRule:
+    """``steps_forward`` and ``steps_backward`` may grow by ``max_increase`` (a fraction)."""
+
+    skip: bool = False
+    max_increase: float = 0.05
+    origin: str = DEFAULT_ORIGIN
+
+
+@dataclass(frozen=True)
 class MemoryRule:
     """The peak may grow by ``max_increase`` where measured by CUDA or JAX.
 
@@ -89,18 +98,27 @@ class MemoryRule:
 class TimeRule:
     """Time may grow by ``factor``, unless the samples do not show it (p >= ``alpha``).
 
-    ``relative`` divides each case's run/baseline time ratio by that of the
-    ``reference`` method on the same problem (so a slower machine changes nothing);
-    ``absolute`` compares seconds; ``both`` applies both. Cases faster than
-    ``min_time_s`` in the run are not time-gated: timer and scheduler noise dominate there.
+    ``relative`` divides each case's run/baseline time ratio by a speed factor measured
+    in the same two runs: by default (``reference=None``) the median ratio of the other
+    methods on the same problem, so that a uniformly slower machine changes nothing and
+    no single method's noise decides; with ``reference`` a method name, that method's
+    median ratio on the problem. ``absolute`` compares seconds; ``both`` applies both.
+    Cases faster than ``min_time_s`` in the run are not time-gated: timer and scheduler
+    noise dominate there.
+
+    ``informational`` reports time changes without failing the gate. When the run and
+    the baseline ran on different CPU models, time is informational too, unless
+    ``enforce_on_other_cpu``: another CPU changes methods' speeds by different factors.
     """
 
     skip: bool = False
     mode: str = "relative"
-    reference: str = "odebench.backprop"
+    reference: str | None = None
     factor: float = 1.6
     alpha: float = 0.01
     min_time_s: float = 1e-3
+    informational: bool = False
+    enforce_on_other_cpu: bool = False
     origin: str = DEFAULT_ORIGIN
 
 
@@ -112,49 +130,12 @@ class Thresholds:
     missing: MissingRule = field(default_factory=MissingRule)
     grad_rel_err: GradRule = field(default_factory=GradRule)
     nfe: NfeRule = field(default_factory=NfeRule)
+    steps: StepsRule = field(default_factory=StepsRule)
     memory: MemoryRule = field(default_factory=MemoryRule)
     time: TimeRule = field(default_factory=TimeRule)
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in fields(Thresholds))
-
-# Where-keys: case columns matched by glob (a string or a list of them) ...
-GLOB_KEYS = ("problem", "method", "solver", "backend", "dtype", "device")
-# ... by value (a number or a list of them) ...
-NUMBER_KEYS = ("rtol", "atol", "seed")
-# ... and JSON parameters matched key by key (strings by glob).
-PARAMS_KEYS = ("problem_params", "method_params")
-WHERE_KEYS = GLOB_KEYS + NUMBER_KEYS + PARAMS_KEYS
-
-
-@dataclass(frozen=True)
-class Where:
-    """Which cases a rule applies to: every given key must match (an empty Where matches all)."""
-
-    conditions: tuple[tuple[str, Any], ...] = ()
-
-    def matches(self, case: Mapping[str, Any]) -> bool:
-        """``case`` maps column names to values, ``*_params`` to dicts."""
-        return all(_matches(key, wanted, case.get(key)) for key, wanted in self.conditions)
-
-
-def _scalar_matches(wanted: Any, actual: Any) -> bool:
-    if isinstance(wanted, str):
-        return isinstance(actual, str) and fnmatch.fnmatchcase(actual, wanted)
-    if isinstance(wanted, bool) or isinstance(actual, bool):
-        return wanted is actual
-    if isinstance(wanted, (int, float)) and isinstance(actual, (int, float)):
-        return math.isclose(wanted, actual, rel_tol=1e-9, abs_tol=0.0)
-    return wanted == actual
-
-
-def _matches(key: str, wanted: Any, actual: Any) -> bool:
-    if key in PARAMS_KEYS:
-        actual = actual or {}
-        return all(k in actual and _matches("", v, actual[k]) for k, v in wanted.items())
-    if isinstance(wanted, tuple):
-        return any(_scalar_matches(w, actual) for w in wanted)
-    return _scalar_matches(wanted, actual)
 
 
 @dataclass(frozen=True)
@@ -172,6 +153,7 @@ class Ignore:
 
     where: Where
     reason: str = ""
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -281,6 +263,7 @@ _SECTION_KEYS: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "missing": {"skip": _boolean},
     "grad_rel_err": {"skip": _boolean, "factor": _at_least(1.0), "floor": _optional(_at_least(0.0))},
     "nfe": {"skip": _boolean, "max_increase": _at_least(0.0)},
+    "steps": {"skip": _boolean, "max_increase": _at_least(0.0)},
     "memory": {
         "skip": _boolean,
         "max_increase": _at_least(0.0),
@@ -289,10 +272,12 @@ _SECTION_KEYS: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "time": {
         "skip": _boolean,
         "mode": _one_of(TIME_MODES),
-        "reference": _text,
+        "reference": _optional(_text),
         "factor": _at_least(1.0, strict=True),
         "alpha": _open_interval,
         "min_time_s": _at_least(0.0),
+        "informational": _boolean,
+        "enforce_on_other_cpu": _boolean,
     },
 }
 
@@ -310,26 +295,7 @@ def _section_values(reader: _Reader, section: str, data: Any, path: str) -> tupl
 
 
 def _where(reader: _Reader, data: Any, path: str) -> Where:
-    body = reader.mapping(data if data is not None else {}, path, WHERE_KEYS)
-    conditions = []
-    for key, raw in body.items():
-        sub = _join(path, key)
-        if key in PARAMS_KEYS:
-            if not isinstance(raw, dict) or not raw:
-                raise reader.fail(sub, f"expected a mapping of parameter names to values; got {_kind(raw)}")
-            for name, v in raw.items():
-                if not isinstance(v, (str, int, float, bool)):
-                    raise reader.fail(_join(sub, str(name)), f"expected a string, number or boolean; got {_kind(v)}")
-            conditions.append((key, dict(raw)))
-            continue
-        items = raw if isinstance(raw, list) else [raw]
-        want_text = key in GLOB_KEYS
-        valid = all(isinstance(item, str) if want_text else _is_number(item) for item in items)
-        if not items or not valid:
-            what = "a glob pattern (string)" if want_text else "a number"
-            raise reader.fail(sub, f"expected {what} or a non-empty list of them; got {_kind(raw)}")
-        conditions.append((key, tuple(items) if isinstance(raw, list) else raw))
-    return Where(tuple(conditions))
+    return parse_where(data, path, reader.fail)
 
 
 def _thresholds(reader: _Reader, data: Any, path: str, origin: str) -> Thresholds:
@@ -374,7 +340,7 @@ def rules_from_dict(data: Any, source: str = "<rules>") -> Rules:
             raise reader.fail(
                 path, f"an ignore entry needs at least one of {', '.join(WHERE_KEYS)} (it would ignore every case)"
             )
-        ignore.append(Ignore(where=_where(reader, entry, path), reason=reason))
+        ignore.append(Ignore(where=_where(reader, entry, path), reason=reason, origin=f"{name}:{path}"))
     return Rules(defaults=defaults, rules=tuple(rules), ignore=tuple(ignore), source=str(source))
 
 
