@@ -7,6 +7,8 @@ gate) can depend on it.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -73,6 +75,61 @@ SCHEMA: tuple[tuple[str, str], ...] = (
 
 COLUMNS: tuple[str, ...] = tuple(name for name, _ in SCHEMA)
 KINDS: dict[str, str] = dict(SCHEMA)
+
+# "int" columns are stored as nullable 64-bit integers.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def value_problem(kind: str, value: Any) -> str | None:
+    """Why ``value`` cannot be stored in a column of ``kind``, or ``None`` when it can.
+
+    ``None`` (and NaN, outside "str" columns) is a missing value and always fits. An
+    "int" needs a whole, finite number within int64; a "float" any real number; a
+    "floats" cell a list of real numbers.
+    """
+    if value is None or kind == "str":
+        return None
+    if type(value) is float and kind == "float":  # the common cases, without the ABC checks below
+        return None
+    if type(value) is int and kind == "int" and INT64_MIN <= value <= INT64_MAX:
+        return None
+    if kind == "floats":
+        if not isinstance(value, (list, tuple)):
+            return f"expected a list of numbers, got {_shown(value)}"
+        bad = next((v for v in value if not _is_number(v)), None)
+        return None if bad is None else f"expected a list of numbers, got an element {_shown(bad)}"
+    if not _is_number(value):
+        return f"expected a number, got {_shown(value)}"
+    if kind == "float":
+        try:
+            float(value)
+        except OverflowError:
+            return f"expected a float64, got {_shown(value)} (too large)"
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, numbers.Integral):
+        whole = int(value)
+    else:
+        number = float(value)
+        if not math.isfinite(number):
+            return f"expected an integer, got {number} (not finite)"
+        if not number.is_integer():
+            return f"expected an integer, got {number!r}"
+        whole = int(number)
+    if not INT64_MIN <= whole <= INT64_MAX:
+        return f"expected an integer within int64, got {whole}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
 
 # What makes two records "the same case" across runs (the gate matches on these).
 IDENTITY_COLUMNS: tuple[str, ...] = (
@@ -161,6 +218,11 @@ class Record:
     def from_dict(cls, data: dict[str, Any]) -> Record:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(column, why)`` for each field whose value does not fit its column type (see :func:`value_problem`)."""
+        found = ((name, value_problem(KINDS[name], getattr(self, name))) for name in COLUMNS)
+        return [(name, why) for name, why in found if why is not None]
 
 
 if tuple(f.name for f in fields(Record)) != COLUMNS:  # pragma: no cover - guards edits

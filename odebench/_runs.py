@@ -1,7 +1,9 @@
-"""Reading a run for a command (gate, compare, export), with errors fit for the user.
+"""Reading a run for a command (gate, compare, export, history), with errors fit for the user.
 
-:func:`odebench.load_results` raises :class:`~odebench._results.ResultsError` naming the
-file; a command wants the argument named too (``baseline: ...``), with exit status 2.
+:func:`odebench.load_results` and :func:`odebench.load_run_info` raise
+:class:`~odebench._results.ResultsError` naming the file; a command wants the argument
+named too (``baseline: ...``). Every error here is a :class:`ResultsError` (a
+:class:`~odebench._errors.UsageError`: exit status 2).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._errors import UsageError
 from ._results import ResultsError, load_results, load_run_info
 
 
@@ -17,18 +18,21 @@ def read_run(path: str | os.PathLike, role: str):
     """The records of ``path`` (a results folder or records file) as a typed DataFrame.
 
     ``role`` names the argument in messages ("baseline", "run", ...). Raises
-    :class:`UsageError` when the path is missing, unreadable, empty or not odebench
-    records.
+    :class:`ResultsError` when the path is missing, unreadable, empty or not odebench
+    records, when a ``*_params`` cell is not a JSON object, or when the run.json beside
+    it cannot be read: a run is read whole or not at all.
     """
     try:
-        frame = load_results(path)  # parser errors arrive as ResultsError naming the file
+        # Parser errors and *_params cells that are not JSON objects arrive as ResultsError naming the file.
+        frame = load_results(path)
+        load_run_info(path)
     except ResultsError as exc:
-        raise UsageError(f"{role}: {exc}") from exc
+        raise ResultsError(f"{role}: {exc}") from exc
     if frame.empty:
-        raise UsageError(f"{role}: {path} holds no records")
+        raise ResultsError(f"{role}: {path} holds no records")
     nameless = (frame["problem"] == "") | (frame["method"] == "")
     if nameless.any():
-        raise UsageError(
+        raise ResultsError(
             f"{role}: {path}: {int(nameless.sum())} of {len(frame)} records have no problem or method; "
             "is this an odebench records file?"
         )
@@ -36,8 +40,8 @@ def read_run(path: str | os.PathLike, role: str):
 
 
 def read_run_info(path: str | os.PathLike, role: str) -> dict[str, Any]:
-    """The run.json next to ``path`` ({} where there is none); :class:`UsageError` if unreadable."""
+    """The run.json next to ``path`` ({} where there is none); :class:`ResultsError` if unreadable."""
     try:
         return load_run_info(path)
     except ResultsError as exc:
-        raise UsageError(f"{role}: {exc}") from exc
+        raise ResultsError(f"{role}: {exc}") from exc

@@ -67,7 +67,11 @@ N_STEPS = Option(int, 100, "steps over the whole horizon for fixed-step solvers 
 # that checking a suite imports no solver library.)
 FIXED_STEP: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4")
 ADAPTIVE: tuple[str, ...] = ("bosh3", "dopri5", "tsit5", "dopri8")
-KNOWN_SOLVERS: tuple[str, ...] = FIXED_STEP + ADAPTIVE
+# Only some backends have these: an algebraically reversible method (fixed step, as the
+# explicit ones above) and implicit ones for stiff problems (adaptive).
+REVERSIBLE: tuple[str, ...] = ("reversible_heun",)
+IMPLICIT: tuple[str, ...] = ("kvaerno3", "kvaerno5")
+KNOWN_SOLVERS: tuple[str, ...] = FIXED_STEP + ADAPTIVE + REVERSIBLE + IMPLICIT
 
 
 @dataclass(frozen=True)
@@ -192,15 +196,26 @@ class Method(ABC):
                 found = importlib.util.find_spec(module) is not None
             except (ImportError, ValueError):
                 found = False
+            except Exception as exc:  # a broken install or import hook: unavailable, with the reason
+                return f"{module} cannot be looked up: {type(exc).__name__}: {exc}"
             if not found:
                 return f"{module} is not installed (pip install odebench[{cls.library}])"
         return None
 
-    def unavailable_reason(self, device: str) -> str | None:
-        """Why this method cannot run here as configured (without importing the library)."""
+    @classmethod
+    def framework(cls) -> str:
+        """The array framework this method evaluates vector fields in: ``jax`` or ``torch``."""
+        return "jax" if "jax" in cls.requires else "torch"
+
+    def unavailable_reason(self, device: str, problem=None) -> str | None:
+        """Why this method cannot run here as configured (without importing the library),
+        or cannot run ``problem`` (a model of the other framework, ``Problem.framework``)."""
         missing = self.missing_dependency()
         if missing:
             return missing
+        needs = getattr(problem, "framework", None)
+        if needs is not None and needs != self.framework():
+            return f"{needs}-only problem: {self.name} evaluates vector fields in {self.framework()}"
         solver = self.params.get("solver")
         if self.solvers and solver is not None and solver not in self.solvers:
             return f"{self.name} does not provide solver {solver!r} (it has {', '.join(self.solvers)})"
@@ -228,7 +243,7 @@ class Method(ABC):
 
     def fixed_step(self, problem) -> float | None:
         """The step size of a fixed-step solver (``n_steps`` over the horizon), else None."""
-        if self.params.get("solver") not in FIXED_STEP:
+        if self.params.get("solver") not in FIXED_STEP + REVERSIBLE:
             return None
         return float(problem.t[-1] - problem.t[0]) / self.params["n_steps"]
 
