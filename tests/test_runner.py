@@ -101,7 +101,7 @@ FAULTS = {
 def test_faults_become_records_and_neighbours_survive(tmp_path):
     names = ["good", *FAULTS, "good2"]
     problems = [{"name": f"fault_problems:{'good' if n == 'good2' else n}"} for n in names]
-    problems[-1]["params"] = {}
+    problems[-1]["params"] = {"rate": 0.25}
     suite = parse_suite({
         "name": "faults",
         "settings": {**FAST, "timeout_s": 5, "memory_limit_mb": 400, "reference_timeout_s": 30},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._suite import MAX_CASES
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", help="the suite file (YAML)")
@@ -14,6 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cases at once (default 1; concurrent cases perturb each other's timings)")  # fmt: skip
     parser.add_argument("--executor", choices=("local", "submitit"), default="local",
                         help="local worker processes, or a Slurm job array through submitit")  # fmt: skip
+    parser.add_argument("--max-cases", type=int, default=MAX_CASES, metavar="N",
+                        help=f"refuse a suite of more than N cases (default {MAX_CASES:,})")  # fmt: skip
     settings = parser.add_argument_group("settings (override the suite's)")
     settings.add_argument("--dtype", choices=("float32", "float64"))
     settings.add_argument("--device", choices=("cpu", "cuda", "auto"))
@@ -33,10 +37,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .._errors import UsageError
     from ._run import run_suite
     from ._suite import load_suite
 
-    suite = load_suite(args.suite)
+    if args.max_cases < 1:
+        raise UsageError(f"--max-cases must be at least 1, got {args.max_cases}")
+    suite = load_suite(args.suite, max_cases=args.max_cases)
     slurm = {k: getattr(args, k) for k in ("partition", "gpus_per_job", "time_limit_min", "array_parallelism",
                                             "cases_per_job") if getattr(args, k) is not None}  # fmt: skip
     overrides = {

@@ -170,7 +170,7 @@ def run_case(case: Case, settings: Settings, run_id: str, suite: str) -> Record:
         method = make_method(case.method.name, case.method.params)
         fields["backend"] = method.library
         fields["solver"] = str(method.params.get("solver", ""))
-        reason = method.unavailable_reason(case.device) or _device_reason(method, case.device)
+        reason = method.unavailable_reason(case.device, problem) or _device_reason(method, case.device)
         if reason:
             return finish({**fields, "status": "unavailable", "error": reason}, started)
         if "torch" in method.requires:

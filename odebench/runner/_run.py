@@ -1,16 +1,19 @@
 """``run_suite``: cases -> isolated workers -> records, written as they finish.
 
-The results folder is valid at every moment: each finished case is appended to
-``records.jsonl`` (flushed and synced) and ``records.parquet`` is rewritten atomically
-(at most every couple of seconds, and at the end). An interrupted run keeps every
-finished case, and ``resume`` runs only what is missing, failed or timed out.
+The results folder is this run's alone while it runs (:mod:`._folder`), and valid at
+every moment: each finished case is appended to ``records.jsonl`` (flushed and synced)
+and ``records.parquet`` is rewritten atomically (at most every couple of seconds, and at
+the end). An interrupted run keeps every finished case, and ``resume`` runs only what is
+missing, failed or timed out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fnmatch
 import json
+import os
 import signal
 import sys
 import time
@@ -21,10 +24,21 @@ from typing import Any
 
 from .._errors import UsageError
 from .._records import Record
-from .._results import RECORDS_JOURNAL, RECORDS_PARQUET, RUN_INFO, append_journal, read_journal, write_parquet_atomic
-from ._suite import Case, Suite, load_suite, override_settings
+from .._results import (
+    RECORDS_JOURNAL,
+    RECORDS_PARQUET,
+    RUN_INFO,
+    ResultsError,
+    append_journal,
+    load_run_info,
+    read_journal,
+    write_parquet_atomic,
+)
+from ._folder import ResultsFolder, cannot
+from ._suite import Case, Suite, load_suite, override_settings, resolve_factories
 
 RERUN_STATUSES = ("failed", "timeout")
+RESUME_KEYS = ("run_id", "started_at")  # what --resume carries over from run.json
 
 
 @dataclass
@@ -90,9 +104,20 @@ class ResultsStore:
         self._last_flush = time.monotonic()
 
     def write_info(self, info: dict[str, Any]) -> None:
-        tmp = self.path / f".{RUN_INFO}.tmp"
-        tmp.write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
-        tmp.replace(self.path / RUN_INFO)
+        """Write ``run.json`` atomically (synced temporary file, then rename); nothing is left on failure."""
+        target = self.path / RUN_INFO
+        tmp = self.path / f".{RUN_INFO}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(info, indent=2, default=str))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise cannot("write", target, exc) from exc
+            raise
 
 
 def select(cases: list[Case], only: str | None) -> list[Case]:
@@ -212,6 +237,7 @@ def run_suite(
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
     cases = select(suite.cases(), only)
+    resolve_factories(suite, cases)  # a suite is code: import only the factories of the cases that run
 
     if resume is not None:
         path = Path(resume)
@@ -221,79 +247,116 @@ def run_suite(
             raise UsageError("give either -o DIR or --resume DIR, not both with different folders")
     else:
         path = Path(output) if output is not None else Path(results_root) / f"{suite.name}-{utc_stamp()}"
-        if path.exists() and any((path / f).exists() for f in (RECORDS_JOURNAL, RECORDS_PARQUET)):
-            raise UsageError(f"{path} already holds results; use --resume {path} to continue it, or another -o")
-    path.mkdir(parents=True, exist_ok=True)
 
-    store = ResultsStore(path, [c.case_id for c in cases])
-    previous_info: dict[str, Any] = {}
-    if resume is not None:
-        store.load_existing()
-        if (path / RUN_INFO).exists():
-            previous_info = json.loads((path / RUN_INFO).read_text(encoding="utf-8"))
+    with ResultsFolder(path, fresh=resume is None):  # made where needed, and this run's alone until it ends
+        store = ResultsStore(path, [c.case_id for c in cases])
+        previous_info: dict[str, Any] = {}
+        if resume is not None:
+            store.load_existing()
+            previous_info = _previous_info(path)
             if previous_info.get("suite_hash") not in (None, suite.hash):
                 print(f"odebench run: warning: the suite changed since {path} was started; "
                       "cases no longer in it are dropped from records.parquet", file=sys.stderr)  # fmt: skip
-    todo = [c for c in cases if c.case_id not in store.records or store.records[c.case_id].status in RERUN_STATUSES]
-    run_id = previous_info.get("run_id") or path.name
+        todo = [c for c in cases if c.case_id not in store.records or store.records[c.case_id].status in RERUN_STATUSES]
+        run_id = previous_info.get("run_id") or path.name
 
-    from ._environment import environment
+        from ._environment import environment
 
-    info = {
-        "run_id": run_id,
-        "suite": dict(suite.raw),
-        "suite_file": suite.source,
-        "suite_hash": suite.hash,
-        **environment(),
-        "started_at": previous_info.get("started_at", _utc_iso()),
-        "resumed_at": [*previous_info.get("resumed_at", []), _utc_iso()] if resume is not None else [],
-        "command": sys.argv,
-        "jobs": jobs,
-        "executor": executor,
-        "n_cases": len(cases),
-        "finished_at": None,
-        "interrupted": False,
-    }
-    store.write_info(info)
-
-    bar = Progress(len(todo), progress)
-    interrupted = False
-    previous_term = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum, frame):  # SIGTERM (a scheduler, a killed CI job) ends the run like Ctrl-C
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread
-        pass
-    try:
-        execute = _execute_local if executor == "local" else _execute_submitit
-        for case, record in execute(suite, todo, run_id, path, jobs):
-            store.add(record)
-            bar.update(case, record)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        try:
-            signal.signal(signal.SIGTERM, previous_term)
-        except ValueError:
-            pass
-        store.flush()
-        info.update(finished_at=_utc_iso(), interrupted=interrupted, n_records=len(store.ordered()))
+        info = {
+            "run_id": run_id,
+            "suite": dict(suite.raw),
+            "suite_file": suite.source,
+            "suite_hash": suite.hash,
+            **environment(),
+            "started_at": previous_info.get("started_at", _utc_iso()),
+            "resumed_at": [*previous_info.get("resumed_at", []), _utc_iso()] if resume is not None else [],
+            "command": sys.argv,
+            "jobs": jobs,
+            "executor": executor,
+            "n_cases": len(cases),
+            "finished_at": None,
+            "interrupted": False,
+        }
         store.write_info(info)
+        execute = _execute_local if executor == "local" else _execute_submitit
+        interrupted = _record(store, info, execute(suite, todo, run_id, path, jobs), Progress(len(todo), progress))
 
     result = RunResult(path=path, records=store.ordered(), interrupted=interrupted)
     if not interrupted:
         from ._expect import check_expectations
 
-        result.expectation_failures = check_expectations(suite.expect, result.frame())
+        result.expectation_failures = check_expectations(suite.expect, result.frame(), subset=bool(only))
     if summary:
         from ._summary import print_summary
 
         print_summary(result, suite)
     return result
+
+
+def _previous_info(path: Path) -> dict[str, Any]:
+    """The ``run.json`` of a folder to resume (empty where there is none), checked."""
+    if not (path / RUN_INFO).exists():
+        return {}
+    info = load_run_info(path)
+    for key in RESUME_KEYS:
+        if info.get(key) is None:
+            raise ResultsError(f"{path / RUN_INFO}: key {key}: missing; it is not the run.json of an odebench run")
+    return info
+
+
+@contextlib.contextmanager
+def _stopping_signals():
+    """SIGTERM (a scheduler, a killed CI job) and SIGHUP (a closed terminal) end the run like Ctrl-C.
+
+    A SIGHUP that is ignored (``nohup odebench run ...``) stays ignored.
+    """
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None or (name == "SIGHUP" and signal.getsignal(signum) == signal.SIG_IGN):
+            continue
+        with contextlib.suppress(ValueError):  # not the main thread: the caller decides
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _record(store: ResultsStore, info: dict[str, Any], records, bar: Progress) -> bool:
+    """Write each ``(case, record)`` as it arrives, then the table and ``run.json``.
+
+    Returns whether the run was interrupted. On any other error, what finished is
+    written as far as the folder allows (``run.json`` says ``interrupted``, so that
+    ``--resume`` continues it) and the error goes on.
+    """
+    interrupted = False
+    try:
+        with _stopping_signals(), contextlib.closing(records):  # closing it kills the workers
+            for case, record in records:
+                store.add(record)
+                bar.update(case, record)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        with contextlib.suppress(OSError, UsageError):
+            _finish(store, info, interrupted=True)
+        raise
+    finally:
+        bar.close()
+    _finish(store, info, interrupted)
+    return interrupted
+
+
+def _finish(store: ResultsStore, info: dict[str, Any], interrupted: bool) -> None:
+    store.flush()
+    info.update(finished_at=_utc_iso(), interrupted=interrupted, n_records=len(store.ordered()))
+    store.write_info(info)
 
 
 def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, jobs: int):
@@ -312,15 +375,25 @@ def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, job
             ready.append(case)
     if not ready:
         return
+    from ..problems._registry import call_serving, pack_served
+
+    served = pack_served()  # problems given as objects travel to each worker by value
+
+    def job(fn: Callable, args: tuple) -> tuple[Callable, tuple]:
+        return (fn, args) if served is None else (call_serving, (served, fn, args))
+
     pool = ProcessPool(_preload(ready), jobs=jobs)
     try:
         problems = list(dict.fromkeys(c.problem for c in ready))
-        ref_errors: dict[Any, str] = {}
-        for result_key, result in _drain(pool, problems, lambda p: (compute_reference, (p.name, dict(p.params), settings.threads)),
+        ref_errors: dict[Any, tuple[str, str]] = {}  # problem -> (status, error) of its cases
+        for result_key, result in _drain(pool, problems, lambda p: job(compute_reference, (p.name, dict(p.params), settings.threads)),
                                          settings.reference_timeout_s, settings.memory_limit_mb):  # fmt: skip
             if not result.ok:
-                ref_errors[result_key] = f"reference gradient: {result.error}"
-        for case, result in _drain(pool, ready, lambda c: (run_case, (c, settings, run_id, suite.name)),
+                error = result.error
+                if result.status == "timeout":  # the pool names timeout_s; a reference has its own setting
+                    error = f"exceeded reference_timeout_s={settings.reference_timeout_s:g} (worker killed)"
+                ref_errors[result_key] = (result.status, f"reference gradient: {error}")
+        for case, result in _drain(pool, ready, lambda c: job(run_case, (c, settings, run_id, suite.name)),
                                    settings.timeout_s, settings.memory_limit_mb,
                                    skip=lambda c: ref_errors.get(c.problem)):  # fmt: skip
             if result.ok:
@@ -343,7 +416,8 @@ def _drain(pool, items: list, job: Callable, timeout_s: float, memory_limit_mb, 
             item = pending.pop(0)
             reason = skip(item) if skip else None
             if reason:
-                yield item, JobResult(False, status="failed", error=reason)
+                status, error = reason
+                yield item, JobResult(False, status=status, error=error)
                 continue
             fn, args = job(item)
             pool.start(item, fn, args, timeout_s, memory_limit_mb)

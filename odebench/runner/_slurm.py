@@ -114,7 +114,7 @@ def execute_submitit(suite: Suite, cases: list[Case], run_id: str, path: Path):
                             yield case, finish(fields, time.perf_counter())
             if pending:
                 time.sleep(POLL_S)
-    except KeyboardInterrupt:
+    except BaseException:  # an interrupt, or the caller closing this generator: the tasks end with the run
         for i in pending:
             try:
                 jobs[i].cancel(check=False)

@@ -2,28 +2,33 @@
 
 Isolation makes a failing case data: an exception, a segfault or abort, an out-of-
 memory kill or a hang in one job becomes that job's result (the timeout is enforced by
-killing the process), and the suite goes on. Forking from a preloaded server (the
-``forkserver`` start method) keeps start-up to tens of milliseconds instead of a fresh
-``import torch`` per case, and every job still starts from the same small, clean
-heap, so its memory figure is its own.
+killing the job's process group: the worker and whatever it started), and the suite goes
+on. Forking from a preloaded server (the ``forkserver`` start method) keeps start-up to
+tens of milliseconds instead of a fresh ``import torch`` per case, and every job still
+starts from the same small, clean heap, so its memory figure is its own. No worker
+outlives the run, however the run ends (see :mod:`._lifeline`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._lifeline import kill_group, tie_worker_to_run
+
 # Modules every worker needs; the suite adds its libraries (jax, diffrax, ...).
 # torch.fx.experimental.symbolic_shapes (and sympy with it) is imported lazily by the first
 # torch.autograd.grad with several outputs: a second of start-up per case if not preloaded.
-BASE_PRELOAD = ("odebench.runner._worker_init", "numpy", "torch", "torch.fx.experimental.symbolic_shapes",
+BASE_PRELOAD = ("odebench.runner._server", "numpy", "torch", "torch.fx.experimental.symbolic_shapes",
                 "odebench.ode", "odebench.problems", "odebench.fd", "odebench.backends._odebench",
                 "odebench.backends._fd", "odebench.runner._measure")  # fmt: skip
 
@@ -62,6 +67,7 @@ def _limit_memory(limit_mb: int | None) -> None:
 def _child(conn, fn: Callable[..., Any], args: tuple, memory_limit_mb: int | None) -> None:
     # The parent decides what an interrupt means; a job just runs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tie_worker_to_run()
     try:
         _limit_memory(memory_limit_mb)
         value = fn(*args)
@@ -78,6 +84,29 @@ def _child(conn, fn: Callable[..., Any], args: tuple, memory_limit_mb: int | Non
     finally:
         # Skip interpreter teardown (atexit handlers, GC of large graphs): the result is sent.
         os._exit(0)
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Start a process without telling it the caller's ``__main__``.
+
+    multiprocessing runs the main script again in every new process, so a script without
+    an ``if __name__ == "__main__":`` guard would start its run again in each worker. Jobs
+    never need it: their functions live in odebench, and problems given as objects travel
+    by value.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
+    try:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 @dataclass
@@ -110,7 +139,8 @@ class ProcessPool:
     ) -> None:
         receive, send = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(target=_child, args=(send, fn, args, memory_limit_mb), daemon=True)
-        process.start()
+        with _main_module_hidden():
+            process.start()
         send.close()
         started = time.monotonic()
         self.running.append(Running(key, process, receive, started, started + timeout_s, timeout_s))
@@ -124,10 +154,7 @@ class ProcessPool:
         except (EOFError, OSError):
             message = None
         job.process.join(timeout=5)
-        if job.process.is_alive():
-            job.process.kill()
-            job.process.join()
-        job.conn.close()
+        self._end(job)
         if message is not None:
             kind, payload = message
             if kind == "ok":
@@ -142,8 +169,11 @@ class ProcessPool:
             False, status="failed", error=f"worker exited with status {code} without a result", seconds=seconds
         )
 
-    def _kill(self, job: Running) -> None:
-        job.process.kill()
+    def _end(self, job: Running) -> None:
+        """Kill the job's worker, and its process group: what the job started ends with it."""
+        kill_group(job.process.pid)
+        if job.process.is_alive():
+            job.process.kill()
         job.process.join()
         job.conn.close()
 
@@ -163,7 +193,7 @@ class ProcessPool:
                 done.append((job.key, self._collect(job)))
                 self.running.remove(job)
             elif now >= job.deadline:
-                self._kill(job)
+                self._end(job)
                 self.running.remove(job)
                 result = JobResult(False, status="timeout", error=f"exceeded timeout_s={job.timeout_s:g} (worker killed)",
                                    seconds=now - job.started)  # fmt: skip
@@ -173,5 +203,5 @@ class ProcessPool:
     def shutdown(self) -> None:
         """Kill whatever still runs (an interrupted suite)."""
         for job in self.running:
-            self._kill(job)
+            self._end(job)
         self.running.clear()
