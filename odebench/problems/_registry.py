@@ -8,11 +8,14 @@ becomes a :class:`ProblemError` that says which.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import importlib
 import inspect
-from collections.abc import Callable
+import pickle
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,10 +142,25 @@ def _unknown_name(name: str) -> ProblemError:
     )
 
 
+_IMPORT_PATH = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*:[^\W\d]\w*(?:\.[^\W\d]\w*)*")
+
+
+def is_factory_path(name: str) -> bool:
+    """Whether ``name`` is a factory's import path, checked for form only (nothing is imported).
+
+    Raises:
+        ProblemError: a name with ``:`` that is not of the form ``package.module:function``.
+    """
+    if name in _SERVED or ":" not in name:
+        return False
+    if not _IMPORT_PATH.fullmatch(name):
+        raise ProblemError(f"problem {name!r}: an import path must look like 'package.module:function'")
+    return True
+
+
 def _load_factory(path: str) -> Callable:
+    is_factory_path(path)
     module_name, _, attr_path = path.partition(":")
-    if not module_name or not attr_path:
-        raise ProblemError(f"problem {path!r}: an import path must look like 'package.module:function'")
     try:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -179,6 +197,8 @@ def get_problem(name_or_path: str, params: dict[str, Any] | None = None) -> Prob
         params = {}
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
         raise ProblemError(f"problem {name_or_path!r}: params must be a dict with string keys, got {params!r}")
+    if name_or_path in _SERVED:
+        return _served(name_or_path, params)
     if ":" in name_or_path:
         return _call_factory(name_or_path, _load_factory(name_or_path), params)
     if name_or_path not in _REGISTRY:
@@ -209,3 +229,60 @@ def list_problems() -> list[ProblemInfo]:
             )
         )
     return infos
+
+
+# Problems given as objects (``odebench.benchmark``), served under their names while a
+# run lasts: in this process, and in each worker, where they arrive by value.
+_SERVED: dict[str, Problem] = {}
+
+
+def _served(name: str, params: dict[str, Any]) -> Problem:
+    if params:
+        raise ProblemError(f"problem {name!r} was given as an object and takes no parameters, got {sorted(params)}")
+    return _SERVED[name]
+
+
+@contextlib.contextmanager
+def serving(problems: Iterable[Problem]) -> Iterator[None]:
+    """Within the block, :func:`get_problem` returns these problems by their names (before
+    any registered problem or import path of the same name)."""
+    problems = list(problems)
+    names = [p.name for p in problems]
+    if len(set(names)) != len(names):
+        raise ProblemError(f"problems given as objects need distinct names, got {', '.join(names)}")
+    saved = dict(_SERVED)
+    _SERVED.update({p.name: p for p in problems})
+    try:
+        yield
+    finally:
+        _SERVED.clear()
+        _SERVED.update(saved)
+
+
+def pack_served() -> bytes | None:
+    """The served problems as bytes for a worker process (None when there are none).
+
+    cloudpickle carries functions and classes defined in a script or notebook by value;
+    without it, they must be importable by name.
+    """
+    if not _SERVED:
+        return None
+    try:
+        import cloudpickle
+
+        dumps = cloudpickle.dumps
+    except ImportError:
+        dumps = pickle.dumps
+    try:
+        return dumps(dict(_SERVED))
+    except Exception as exc:
+        raise ProblemError(
+            f"a problem given as an object cannot be sent to the worker processes ({type(exc).__name__}: {exc}); "
+            "install cloudpickle, or define its functions in an importable module"
+        ) from exc
+
+
+def call_serving(packed: bytes, fn: Callable[..., Any], args: tuple) -> Any:
+    """``fn(*args)`` with the problems of :func:`pack_served` served (a worker's job)."""
+    with serving(pickle.loads(packed).values()):
+        return fn(*args)
