@@ -7,7 +7,9 @@ baseline after set-up and a two-step warm-up (or the CUDA allocator's peak with
 --device cuda), measured as the runner measures it.
 
 Expected shape: backprop grows about linearly with the number of steps, backsolve and
-interpolated stay flat, checkpoint grows sub-linearly (about sqrt(N)).
+reversible (reversible Heun instead of rk4) stay flat, checkpoint, interpolated and
+quadrature grow sub-linearly (about sqrt(N) states), symplectic keeps the N states (a
+small slope) plus one evaluation's graph.
 
     python benchmarks/bench_memory_horizon.py [--steps 20 100 400] [--batch 512] [--device cpu]
 """
@@ -22,6 +24,7 @@ import sys
 import time
 
 MODES = ["odebench.backprop", "odebench.backsolve", "odebench.interpolated", "odebench.checkpoint",
+         "odebench.quadrature", "odebench.symplectic", "odebench.reversible",
          "torchdiffeq.backprop", "torchdiffeq.adjoint"]  # fmt: skip
 
 
@@ -63,8 +66,10 @@ def child(mode: str, steps: int, batch: int, dim: int, width: int, device: str) 
     else:
         from odebench.ode import odeint
 
+        solver = "reversible_heun" if gradient == "reversible" else "rk4"
+
         def run(n):
-            sol = odeint(field, y0, t, solver="rk4", n_steps=n, gradient=gradient)
+            sol = odeint(field, y0, t, solver=solver, n_steps=n, gradient=gradient)
             sol.ys[-1].pow(2).mean().backward()
 
     run(2)  # one-time costs (lazy imports, BLAS buffers) out of the figure, as in the runner

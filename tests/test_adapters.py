@@ -346,7 +346,8 @@ def test_solvers_are_what_each_library_provides(method):
     cls = method_class(method)
     provided = {
         "torchdiffeq": {"euler", "midpoint", "heun", "rk4", "bosh3", "dopri5", "dopri8"},
-        "diffrax": {"euler", "midpoint", "heun", "bosh3", "tsit5", "dopri5", "dopri8"},
+        "diffrax": {"euler", "midpoint", "heun", "bosh3", "tsit5", "dopri5", "dopri8"}
+        | {"reversible_heun", "kvaerno3", "kvaerno5"},
         "torchode": {"euler", "heun", "dopri5", "tsit5"},
     }
     assert set(cls.solvers) == provided[cls.library]

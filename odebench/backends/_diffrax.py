@@ -8,6 +8,15 @@
   time with the state reconstructed alongside it (Chen et al. 2018).
 - ``diffrax.direct``: ``DirectAdjoint``, reverse-mode autodiff straight through diffrax's
   bounded while loop: the exact discrete gradient, with memory that grows with ``max_steps``.
+- ``diffrax.forward``: ``ForwardMode``, forward-mode autodiff (``jax.jacfwd``, one JVP per
+  input, batched) in one compiled function: the exact discrete gradient, at a cost that
+  grows with the number of inputs (``max_inputs`` refuses larger problems). The backward
+  phase only hands the gradient on.
+
+Solvers: diffrax's explicit ones, ``reversible_heun`` (``ReversibleHeun``, fixed step with
+``n_steps`` as the explicit fixed-step ones; any adjoint), and the implicit ``kvaerno3``,
+``kvaerno5`` (ESDIRK, with ``PIDController`` and diffrax's default ``VeryChord`` Newton
+iteration at the controller's tolerances).
 
 Adaptive solvers use ``PIDController(rtol, atol)`` (diffrax's default coefficients, an
 integral controller); fixed-step ones (euler, midpoint, heun) ``ConstantStepSize`` with
@@ -20,7 +29,10 @@ vector-field output and each step decision of the step-size controller is tapped
 host callback (see :class:`~odebench.backends._jax.EvalTally`):
 
 - NFE forward and backward: exact, primal evaluations that actually execute, including
-  those a checkpointing backward pass recomputes. Checked against hand counts for fixed
+  those a checkpointing backward pass recomputes and those of the implicit solvers' Newton
+  iterations. A Jacobian that an implicit solver builds (``jacfwd`` of the field) counts as
+  the one primal evaluation it makes. ``diffrax.forward`` counts ``1 + K`` per evaluation
+  (the primal and one JVP per input direction). Checked against hand counts for fixed
   steps and against ``1 + new stages x sol.stats["num_steps"]`` for adaptive solvers.
 - steps and rejected steps forward: diffrax's own ``sol.stats``.
 - steps and rejected steps backward: the step decisions executed in the backward pass,
@@ -41,8 +53,8 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Counts, Method, Option
-from ._jax import EvalTally, JaxPrepared, JaxProblem, solver_error
+from ._base import KNOWN_SOLVERS, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Counts, Method, Option
+from ._jax import EvalTally, ForwardGradient, JaxPrepared, JaxProblem, solver_error
 
 #: our solver names -> diffrax's solver classes
 SOLVERS: dict[str, str] = {
@@ -53,6 +65,9 @@ SOLVERS: dict[str, str] = {
     "tsit5": "Tsit5",
     "dopri5": "Dopri5",
     "dopri8": "Dopri8",
+    "reversible_heun": "ReversibleHeun",
+    "kvaerno3": "Kvaerno3",
+    "kvaerno5": "Kvaerno5",
 }
 
 _EQX_MESSAGE = re.compile(r"EquinoxRuntimeError: (.+)")
@@ -100,12 +115,21 @@ class _DiffraxPrepared(JaxPrepared):
 
     def loss_fn(self, tally: EvalTally | None):
         import diffrax
+        import equinox as eqx
         import jax.numpy as jnp
 
         jp = self.jp
         solver = getattr(diffrax, SOLVERS[self.solver])()
         if self.dt0 is None:
             controller = diffrax.PIDController(rtol=self.spec.rtol, atol=self.spec.atol)
+            if isinstance(solver, diffrax.AbstractImplicitSolver):
+                # What diffeqsolve does for an adaptive controller, done here because the
+                # counting wrapper hides the controller's tolerances from it.
+                solver = eqx.tree_at(
+                    lambda s: (s.root_finder.rtol, s.root_finder.atol, s.root_finder.norm),
+                    solver,
+                    (controller.rtol, controller.atol, controller.norm),
+                )
         else:
             controller = diffrax.ConstantStepSize()
         if tally is not None:
@@ -156,7 +180,7 @@ class _DiffraxPrepared(JaxPrepared):
 class _Diffrax(Method):
     library: ClassVar[str] = "diffrax"
     requires: ClassVar[tuple[str, ...]] = ("jax", "diffrax", "equinox")
-    solvers: ClassVar[tuple[str, ...]] = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s in SOLVERS)
+    solvers: ClassVar[tuple[str, ...]] = tuple(s for s in KNOWN_SOLVERS if s in SOLVERS)
     options: ClassVar[dict[str, Option]] = {"solver": SOLVER, "max_steps": MAX_STEPS, "n_steps": N_STEPS}
     consistency: ClassVar[str | None] = "diffrax.direct"
 
@@ -207,3 +231,41 @@ class Direct(_Diffrax):
         import diffrax
 
         return diffrax.DirectAdjoint()
+
+
+class _ForwardPrepared(_DiffraxPrepared):
+    gradient = ForwardGradient
+
+    def counts(self, tally: EvalTally, aux: Mapping[str, Any]) -> Counts:
+        # The tap sees each primal evaluation once; jacfwd differentiates every one of them
+        # along all K input directions, and one JVP counts as one evaluation (docs/solver.md).
+        counts = super().counts(tally, aux)
+        directions = self.jp.y0.size + sum(p.size for p in self.jp.params.values())
+        counts.nfe_forward *= 1 + directions
+        return counts
+
+
+class Forward(_Diffrax):
+    """Forward-mode autodiff through the solve (``ForwardMode``): the exact discrete
+    gradient by ``jax.jacfwd``, one JVP per input, batched."""
+
+    name = "diffrax.forward"
+    options = {
+        **_Diffrax.options,
+        "max_inputs": Option(int, 10_000, "refuse problems with more inputs (state + parameters) than this", minimum=1),
+    }
+    description = "diffeqsolve + ForwardMode: forward-mode autodiff (jacfwd), cost grows with the number of inputs"
+
+    def adjoint(self):
+        import diffrax
+
+        return diffrax.ForwardMode()
+
+    def prepare(self, problem, spec: CaseSpec):
+        inputs = problem.n_state + problem.n_params
+        if inputs > self.params["max_inputs"]:
+            raise ValueError(
+                f"{self.name}: {inputs} inputs (state {problem.n_state}, parameters {problem.n_params}) exceed "
+                f"max_inputs={self.params['max_inputs']}; forward mode costs one JVP per input"
+            )
+        return _ForwardPrepared(JaxProblem(problem, spec), self, spec)

@@ -146,15 +146,44 @@ class SplitGradient:
         self.compile_time_s = time.perf_counter() - started
 
 
+class ForwardGradient:
+    """``loss(y0, params) -> (loss, aux)`` and its gradient by forward mode (``jax.jacfwd``:
+    one JVP per input direction, batched), compiled ahead of time as one function. Same
+    interface as :class:`SplitGradient`: ``forward`` returns the loss, the gradient (in
+    place of a pullback) and ``aux``; ``backward`` hands the gradient on."""
+
+    def __init__(self, loss: Callable, y0, params):
+        import jax
+
+        def value_and_grad(y0, params):
+            def with_value(y0, params):
+                value, aux = loss(y0, params)
+                return value, (value, aux)
+
+            grads, (value, aux) = jax.jacfwd(with_value, argnums=(0, 1), has_aux=True)(y0, params)
+            return value, grads, aux
+
+        started = time.perf_counter()
+        self.forward = jax.jit(value_and_grad).lower(y0, params).compile()
+        self.compile_time_s = time.perf_counter() - started
+
+    @staticmethod
+    def backward(grads):
+        return grads
+
+
 class JaxPrepared(Prepared):
     """A JAX computation: subclasses give ``loss_fn(tally) -> loss(y0, params) -> (loss, aux)``
     with ``aux["finite"]`` true when the solution is finite, and turn a counting pass into
-    :class:`Counts`."""
+    :class:`Counts`. ``gradient`` is how the gradient is taken: reverse mode split into two
+    compiled halves (:class:`SplitGradient`) or forward mode (:class:`ForwardGradient`)."""
+
+    gradient: type = SplitGradient
 
     def __init__(self, jp: JaxProblem):
         self.jp = jp
         self.memory_source = jax_memory_source(jp.device)
-        self.timed = SplitGradient(self.loss_fn(None), jp.y0, jp.params)
+        self.timed = self.gradient(self.loss_fn(None), jp.y0, jp.params)
         self.compile_time_s = self.timed.compile_time_s
         self._last: Any = None
         self._loss = None
@@ -211,7 +240,7 @@ class JaxPrepared(Prepared):
         jax = self.jp.jax
         if self._counting is None:
             self.tally = EvalTally()
-            self._counting = SplitGradient(self.loss_fn(self.tally), self.jp.y0, self.jp.params)
+            self._counting = self.gradient(self.loss_fn(self.tally), self.jp.y0, self.jp.params)
         tally, split = self.tally, self._counting
         tally.reset()
         with self.failures():

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option
+from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, REVERSIBLE, SOLVER, CaseSpec, Counts, Method, Option
 from ._torch import TorchPrepared, TorchProblem
 
+#: the explicit Runge-Kutta tableaux of the own solver
 OWN_SOLVERS = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s != "heun")
+#: mode-specific parameters passed through to :func:`odebench.odeint`
+MODE_OPTIONS = ("seminorm", "checkpoints", "nodes", "max_inputs")
 
 
 def odeint_kwargs(method: Method, problem, spec: CaseSpec, **extra: Any) -> dict[str, Any]:
@@ -23,7 +26,7 @@ def odeint_kwargs(method: Method, problem, spec: CaseSpec, **extra: Any) -> dict
 class _OdebenchPrepared(TorchPrepared):
     def __init__(self, tp: TorchProblem, method: _Own, spec: CaseSpec):
         super().__init__(tp)
-        extra = {k: method.params[k] for k in ("seminorm", "checkpoints") if k in method.params}
+        extra = {k: method.params[k] for k in MODE_OPTIONS if k in method.params}
         self.kwargs = odeint_kwargs(method, tp.problem, spec, gradient=method.gradient, **extra)
         self.last_stats = None
 
@@ -43,6 +46,14 @@ class _OdebenchPrepared(TorchPrepared):
             "rejected_backward": s.rejected_backward,
         }
 
+    def count(self) -> Counts:
+        counts = super().count()
+        # The solver's own tally: the same evaluations as the field's counter, except that
+        # forward sensitivities count one evaluation per tangent direction (docs/solver.md).
+        counts.nfe_forward = self.last_stats.nfe_forward
+        counts.nfe_backward = self.last_stats.nfe_backward
+        return counts
+
 
 class _Own(Method):
     library: ClassVar[str] = "odebench"
@@ -59,6 +70,7 @@ class _Own(Method):
 class Backprop(_Own):
     name = "odebench.backprop"
     gradient = "backprop"
+    solvers = OWN_SOLVERS + REVERSIBLE  # reversible_heun: the discrete twin of odebench.reversible
     consistency = None
     description = "own solver, autograd through every step (O(steps) memory)"
 
@@ -86,3 +98,54 @@ class Checkpoint(_Own):
     gradient = "checkpoint"
     options = {**_Own.options, "checkpoints": Option(int, None, "states kept (default about sqrt(2N))", minimum=2)}
     description = "own discrete adjoint: exact gradient of the discrete solve, O(sqrt N) memory"
+
+
+class Forward(_Own):
+    name = "odebench.forward"
+    gradient = "forward"
+    options = {
+        **_Own.options,
+        "max_inputs": Option(int, 10_000, "refuse problems with more inputs (state + parameters) than this", minimum=1),
+    }
+    description = (
+        "own forward sensitivities: forward mode through every step, cost grows with the number of inputs "
+        "(Ma et al. 2021)"
+    )
+
+
+class Quadrature(_Own):
+    name = "odebench.quadrature"
+    gradient = "quadrature"
+    options = {
+        **_Own.options,
+        "nodes": Option(int, 3, "Gauss-Legendre nodes per backward step", minimum=1),
+        "checkpoints": Option(int, None, "forward states kept (default about sqrt(2N))", minimum=2),
+    }
+    description = (
+        "own quadrature adjoint: adjoint state backwards from the stored forward state, parameter gradient "
+        "by Gauss-Legendre quadrature (SciMLSensitivity's QuadratureAdjoint; Kim et al. 2021)"
+    )
+
+
+class Symplectic(_Own):
+    name = "odebench.symplectic"
+    gradient = "symplectic"
+    description = (
+        "own symplectic adjoint: exact gradient of the Runge-Kutta solve at O(N + s) memory "
+        "(Matsubara, Miyatake and Yaguchi, NeurIPS 2021)"
+    )
+
+
+class Reversible(_Own):
+    name = "odebench.reversible"
+    gradient = "reversible"
+    solvers = REVERSIBLE
+    options = {
+        **_Own.options,
+        "solver": Option(str, "reversible_heun", "the reversible integrator", choices=REVERSIBLE),
+        "n_steps": Option(int, 100, "fixed steps over the whole horizon", minimum=1),
+    }
+    description = (
+        "own reversible Heun: exact gradient of an algebraically reversible solve in O(1) memory "
+        "(Kidger, Foster, Li and Lyons, NeurIPS 2021)"
+    )

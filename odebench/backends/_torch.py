@@ -24,6 +24,16 @@ class EvalCounter:
         self.phase = "forward"
 
 
+def time_tensor(t, y) -> Any:
+    """``t`` as a 0-d tensor: unchanged if it is one, else of ``y``'s dtype on the CPU
+    (a 0-d CPU tensor combines with tensors on any device, with no copy to the device)."""
+    import torch
+
+    if isinstance(t, torch.Tensor):
+        return t
+    return torch.full((), t, dtype=y.dtype)
+
+
 class TorchProblem:
     """A :class:`~odebench.Problem` as torch tensors of one dtype and device."""
 
@@ -47,11 +57,15 @@ class TorchProblem:
         return [self.y0, *self.params.values()]
 
     def evaluate(self, t, y, params: Mapping[str, Any]) -> Any:
-        """One evaluation of the vector field, counted while the counter is on."""
+        """One evaluation of the vector field, counted while the counter is on.
+
+        ``t`` reaches the field as a 0-d tensor whichever torch library calls it (the own
+        solver passes a Python float), so ``xp.sin(t)`` works in every backend.
+        """
         counter = self.counter
         if counter.on:
             counter.calls[counter.phase] += 1
-        return self.problem.vector_field(t, y, params, self.torch)
+        return self.problem.vector_field(time_tensor(t, y), y, params, self.torch)
 
     def field(self, params: Mapping[str, Any]):
         """The vector field ``f(t, y)`` closed over ``params``, counted while the counter is on."""

@@ -1,4 +1,4 @@
-"""The solver core: explicit Runge-Kutta methods and four gradient modes. Imports torch only."""
+"""The solver core: explicit Runge-Kutta methods, reversible Heun, and eight gradient modes. Imports torch only."""
 
 from ._core import ErrorNorm as ErrorNorm
 from ._core import Integrator as Integrator
@@ -16,6 +16,7 @@ from ._errors import (
 from ._errors import (
     StepSizeUnderflow as StepSizeUnderflow,
 )
+from ._forward import TooManyInputs as TooManyInputs
 from ._odeint import GRADIENT_MODES as GRADIENT_MODES
 from ._odeint import Solution as Solution
 from ._odeint import odeint as odeint
@@ -56,6 +57,7 @@ __all__ = [
     "StepControl",
     "StepSizeUnderflow",
     "Tape",
+    "TooManyInputs",
     "get_tableau",
     "odeint",
 ]

@@ -1,4 +1,5 @@
-"""Gradient modes that need a custom backward pass: backsolve, interpolated, checkpoint.
+"""Gradient modes that need a custom backward pass: backsolve, interpolated, checkpoint
+here; forward, quadrature, symplectic and reversible in their own modules.
 
 Each mode is a small class with ``forward(y0) -> ys`` (run without a graph) and
 ``backward(grad_ys) -> (grad_y0, grad_params)``; one ``torch.autograd.Function``
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -26,10 +28,32 @@ def _vjp_engine(outputs, grad_outputs, inputs):
     hooks, context stashing) costs about a fifth of a small network's VJP, and the
     backward pass of an adjoint is one VJP per evaluation; so the engine is called
     directly where this PyTorch exposes it, and through the public API otherwise.
+    An input the outputs do not depend on gets ``None`` (a zero VJP, materialised by the
+    caller), also when no output depends on any input (a field that ignores the state).
     """
+    if not any(out.requires_grad for out in outputs):
+        return (None,) * len(inputs)
     if _ENGINE is not None:
         return _ENGINE.run_backward(outputs, grad_outputs, False, False, inputs, True, accumulate_grad=False)
     return torch.autograd.grad(outputs, inputs, grad_outputs, allow_unused=True)  # pragma: no cover
+
+
+def backward_schedule(grad_ys: torch.Tensor, ts: list[float]):
+    """The backward pass's stops, last save time first: ``(i, span)`` pairs where ``i`` is
+    the save index whose ``grad_ys[i]`` jumps the adjoint there (None at ``ts[0]`` when it
+    has none) and ``span`` the ``[u, next stop]`` to integrate next (None after the last).
+
+    One host sync for the whole pass: which save times carry a cotangent at all.
+    """
+    jumps = [i for i, nonzero in enumerate(grad_ys.reshape(len(ts), -1).ne(0).any(1).tolist()) if nonzero]
+    if not jumps:
+        return
+    stops = [ts[i] for i in reversed(jumps)]
+    if stops[-1] != ts[0]:
+        stops.append(ts[0])
+    for k, u in enumerate(stops):
+        i = jumps[len(jumps) - 1 - k] if k < len(jumps) else None
+        yield i, ([u, stops[k + 1]] if k + 1 < len(stops) else None)
 
 
 class Counted:
@@ -63,8 +87,18 @@ class Counted:
         return self.shaped(t, y.view(self.shape)).reshape(-1)
 
 
+@dataclass(frozen=True)
+class ModeOptions:
+    """The settings of the custom gradient modes (each reads its own)."""
+
+    seminorm: bool = False  # backsolve, interpolated
+    checkpoints: int | None = None  # interpolated, checkpoint, quadrature
+    nodes: int = 3  # quadrature: Gauss-Legendre nodes per backward step
+    max_inputs: int = 10_000  # forward: refuse more tangent directions than this
+
+
 class _Mode:
-    """What the three custom modes share: the solve's pieces and the parameter VJP."""
+    """What the custom modes share: the solve's pieces and the parameter VJP."""
 
     def __init__(
         self,
@@ -73,8 +107,7 @@ class _Mode:
         integ_back: Integrator,
         ts: list[float],
         params: tuple[torch.Tensor, ...],
-        seminorm: bool,
-        checkpoints: int | None,
+        options: ModeOptions,
     ):
         self.fn = fn
         self.integ = integ
@@ -87,20 +120,26 @@ class _Mode:
         self.param_sizes = tuple(p.numel() for p in self.diff_params)
         self.part_sizes = (fn.shape.numel(), *self.param_sizes)
         self._zeros: list[torch.Tensor] | None = None
-        self.seminorm = seminorm
-        self.checkpoints = checkpoints
+        self.options = options
+        self.seminorm = options.seminorm
+        self.checkpoints = options.checkpoints
         self.stats = fn.stats
 
-    def _vjp(self, t: float, y: torch.Tensor, minus_a: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``f(t, y)`` and ``-a^T df/d(y, params)``, each part flattened."""
+    def _vjp(
+        self, t: float, y: torch.Tensor, minus_a: torch.Tensor, *, state: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``f(t, y)`` and ``-a^T df/d(y, params)``, each part flattened (the
+        parameter parts alone with ``state=False``)."""
         shape = self.fn.shape
         with torch.enable_grad():
-            yv = y.view(shape).detach().requires_grad_(True)
+            yv = y.view(shape).detach().requires_grad_(state)
             f = self.fn.shaped(t, yv)
-            grads = _vjp_engine((f,), (minus_a.view(shape),), (yv, *self.diff_params))
+            inputs = (yv, *self.diff_params) if state else self.diff_params
+            grads = _vjp_engine((f,), (minus_a.view(shape),), inputs) if inputs else ()
         if self._zeros is None:
             self._zeros = [torch.zeros(size, dtype=y.dtype, device=y.device) for size in self.part_sizes]
-        parts = [z if g is None else g.reshape(-1) for g, z in zip(grads, self._zeros, strict=True)]
+        zeros = self._zeros if state else self._zeros[1:]
+        parts = [z if g is None else g.reshape(-1) for g, z in zip(grads, zeros, strict=True)]
         return f.detach().reshape(-1), parts
 
     def _split_params(self, flat: torch.Tensor) -> list[torch.Tensor | None]:
@@ -281,30 +320,16 @@ class Interpolated(_Taped):
             _, parts = self._vjp(t, trajectory(t), -z[:n])
             return torch.cat(parts)
 
-        # One host sync for the whole pass: where does the adjoint jump?
-        jumps = [i for i, nonzero in enumerate(grad_ys.reshape(len(ts), -1).ne(0).any(1).tolist()) if nonzero]
         z = grad_ys.new_zeros(n + sum(self.param_sizes))
         h = None
-        if jumps:
-            stops = [ts[i] for i in reversed(jumps)]
-            if stops[-1] != ts[0]:
-                stops.append(ts[0])
-            for k, u in enumerate(stops):
-                i = jumps[len(jumps) - 1 - k] if k < len(jumps) else None
-                if i is not None:
-                    z = torch.cat([z[:n] + grad_ys[i], z[n:]])
-                if k + 1 < len(stops):
-                    result = self.integ_back.solve(adjoint, z, [u, stops[k + 1]], norm, h0=h)
-                    self._count("backward", result)
-                    h, z = result.h_next, result.ys[-1]
+        for i, span in backward_schedule(grad_ys, ts):
+            if i is not None:
+                z = torch.cat([z[:n] + grad_ys[i], z[n:]])
+            if span is not None:
+                result = self.integ_back.solve(adjoint, z, span, norm, h0=h)
+                self._count("backward", result)
+                h, z = result.h_next, result.ys[-1]
         return z[:n], self._split_params(z[n:])
-
-
-MODES: dict[str, type[_Mode]] = {
-    "backsolve": Backsolve,
-    "interpolated": Interpolated,
-    "checkpoint": Checkpoint,
-}
 
 
 class AdjointFunction(torch.autograd.Function):

@@ -116,12 +116,14 @@ class Tape:
     segment between two of them is ``stride ~ sqrt(N / 2)`` steps long: memory
     O(sqrt N) states plus one segment's graph, for one extra forward pass of compute.
     With a ``budget`` of ``B`` states, segments are about ``2 N / B`` steps long.
+    With ``keep_all`` every state is kept (segments of one step: O(N) states).
     """
 
-    def __init__(self, budget: int | None = None):
+    def __init__(self, budget: int | None = None, *, keep_all: bool = False):
         if budget is not None and budget < 2:
             raise ValueError(f"checkpoint budget must be at least 2 states, got {budget}")
         self.budget = budget
+        self.keep_all = keep_all
         self.t0: list[float] = []
         self.h: list[float] = []
         self.states: dict[int, torch.Tensor] = {}
@@ -133,7 +135,9 @@ class Tape:
 
     def record(self, t: float, h: float, y: torch.Tensor) -> None:
         j = len(self.t0)
-        if j % self.stride == 0:
+        if self.keep_all:
+            self.states[j] = y
+        elif j % self.stride == 0:
             self.states[j] = y
             limit = self.budget if self.budget is not None else max(4, 2 * self.stride)
             if len(self.states) > limit:
@@ -161,6 +165,11 @@ class Tape:
         starts = sorted(self.states)
         ends = starts[1:] + [self.n_steps]
         return [(s, e) for s, e in zip(starts, ends, strict=True) if e > s]
+
+
+#: Called after each accepted step with the step, ``f(t1, y1)`` and the save times read off
+#: it (``theta`` in [0, 1] for a dense-output read, None for the step's end), in order.
+StepHook = Callable[[Step, torch.Tensor, list], None]
 
 
 @dataclass
@@ -220,10 +229,12 @@ class Integrator:
 
     def dense(self, step: Step, t: float, f1: torch.Tensor | None = None) -> torch.Tensor:
         """The method's interpolant inside ``step`` at time ``t``."""
-        theta = (t - step.t) / step.h
         K = step.K if self.tableau.fsal else torch.cat([step.K, f1.unsqueeze(0)])
-        w = torch.mv(self.coef.dense, torch.pow(theta, self.coef.dense_exponents))
-        return torch.addmv(step.y, K.T, w, alpha=step.h)
+        return torch.addmv(step.y, K.T, self.dense_weights((t - step.t) / step.h), alpha=step.h)
+
+    def dense_weights(self, theta: float) -> torch.Tensor:
+        """The interpolant's weight of each stage (and of ``f1`` without FSAL) at ``theta``."""
+        return torch.mv(self.coef.dense, torch.pow(theta, self.coef.dense_exponents))
 
     def error_ratio(self, step: Step, norm: ErrorNorm) -> float:
         ctl = self.control
@@ -270,13 +281,18 @@ class Integrator:
         k1: torch.Tensor | None = None,
         h0: float | None = None,
         tape: Tape | None = None,
+        on_step: StepHook | None = None,
     ) -> SolveResult:
-        """Integrate from ``ts[0]`` through every save time; ``ts`` may decrease."""
-        if self.control.fixed:
-            return self._solve_fixed(fn, y0, ts, k1=k1, tape=tape)
-        return self._solve_adaptive(fn, y0, ts, norm, k1=k1, h0=h0, tape=tape)
+        """Integrate from ``ts[0]`` through every save time; ``ts`` may decrease.
 
-    def _solve_fixed(self, fn, y0, ts, *, k1, tape) -> SolveResult:
+        ``on_step`` sees every accepted step (with ``f(t1, y1)``, evaluated for it where
+        the method is not FSAL and then reused as the next step's first stage).
+        """
+        if self.control.fixed:
+            return self._solve_fixed(fn, y0, ts, k1=k1, tape=tape, on_step=on_step)
+        return self._solve_adaptive(fn, y0, ts, norm, k1=k1, h0=h0, tape=tape, on_step=on_step)
+
+    def _solve_fixed(self, fn, y0, ts, *, k1, tape, on_step=None) -> SolveResult:
         ctl, tab = self.control, self.tableau
         span = ts[-1] - ts[0]
         h_nominal = abs(span) / ctl.n_steps if ctl.n_steps is not None else ctl.step_size
@@ -296,6 +312,10 @@ class Integrator:
                 if steps > ctl.max_steps:
                     raise MaxStepsExceeded(f"exceeded max_steps={ctl.max_steps} at t={t:.6g}")
                 k1 = step.K[-1] if tab.fsal else None
+                if on_step is not None:
+                    if k1 is None:
+                        k1 = fn(t_b if j == n - 1 else t_a + (j + 1) * h, step.y1)
+                    on_step(step, k1, [None] if j == n - 1 else [])
                 y = step.y1
             if tape is not None:
                 tape.note_save(None)
@@ -310,7 +330,7 @@ class Integrator:
         h_out = (ts[-1] - ts[-2]) / max(1, math.ceil(abs(ts[-1] - ts[-2]) / h_nominal - 1e-9))
         return SolveResult(ys, h_next=abs(h_out), steps=steps, rejected=0, f_last=k1)
 
-    def _solve_adaptive(self, fn, y0, ts, norm, *, k1, h0, tape) -> SolveResult:
+    def _solve_adaptive(self, fn, y0, ts, norm, *, k1, h0, tape, on_step=None) -> SolveResult:
         ctl, tab = self.control, self.tableau
         direction = 1.0 if ts[-1] > ts[0] else -1.0
         t, y = ts[0], y0
@@ -342,6 +362,7 @@ class Integrator:
                 if tape is not None:
                     tape.record(t, h_try, y)
                 f1 = step.K[-1] if tab.fsal else None
+                saved = []
                 while idx < n and direction * (ts[idx] - t_new) <= 0:
                     if ts[idx] == t_new:
                         ys.append(step.y1)
@@ -353,7 +374,12 @@ class Integrator:
                         theta = (ts[idx] - t) / h_try
                     if tape is not None:
                         tape.note_save(theta)
+                    saved.append(theta)
                     idx += 1
+                if on_step is not None:
+                    if f1 is None:
+                        f1 = fn(t_new, step.y1)
+                    on_step(step, f1, saved)
                 k1 = f1
                 if k1 is None and idx < n:
                     k1 = fn(t_new, step.y1)

@@ -8,12 +8,26 @@ from dataclasses import dataclass
 
 import torch
 
-from ._adjoint import MODES, AdjointFunction, Counted
+from ._adjoint import AdjointFunction, Backsolve, Checkpoint, Counted, Interpolated, ModeOptions
 from ._core import ErrorNorm, Integrator, StepControl
+from ._forward import Forward
+from ._quadrature import Quadrature
+from ._reversible import NAME as REVERSIBLE_HEUN
+from ._reversible import Reversible, ReversibleHeun
 from ._stats import SolveStats
-from ._tableau import get_tableau
+from ._symplectic import Symplectic
+from ._tableau import TABLEAUX, SolverNameError, get_tableau
 
-GRADIENT_MODES = ("backprop", "backsolve", "interpolated", "checkpoint")
+MODES = {
+    "backsolve": Backsolve,
+    "interpolated": Interpolated,
+    "checkpoint": Checkpoint,
+    "forward": Forward,
+    "quadrature": Quadrature,
+    "symplectic": Symplectic,
+    "reversible": Reversible,
+}
+GRADIENT_MODES = ("backprop", *MODES)
 
 
 @dataclass
@@ -54,7 +68,7 @@ def odeint(
     t,
     params: Iterable[torch.Tensor] | None = None,
     *,
-    solver: str = "dopri5",
+    solver: str | None = None,
     rtol: float = 1e-6,
     atol: float = 1e-6,
     gradient: str = "backprop",
@@ -67,6 +81,8 @@ def odeint(
     checkpoints: int | None = None,
     adjoint_rtol: float | None = None,
     adjoint_atol: float | None = None,
+    nodes: int = 3,
+    max_inputs: int = 10_000,
 ) -> Solution:
     """Solve ``dy/dt = func(t, y)`` and return the solution at the save times ``t``.
 
@@ -79,12 +95,18 @@ def odeint(
             adjoint modes need them. Default: ``func.parameters()`` for an
             ``nn.Module``, else none.
         solver: ``euler``, ``midpoint``, ``rk4`` (fixed step: give ``step_size`` or
-            ``n_steps``), ``bosh3``, ``dopri5``, ``tsit5``, ``dopri8`` (adaptive).
+            ``n_steps``), ``bosh3``, ``dopri5``, ``tsit5``, ``dopri8`` (adaptive), or
+            ``reversible_heun`` (fixed step; ``backprop`` and ``reversible`` only).
+            Default: ``reversible_heun`` for ``gradient="reversible"``, else ``dopri5``.
         rtol, atol: tolerances of the mixed error norm ``|err| / (atol + rtol |y|)``.
         gradient: ``backprop`` (autograd through every step), ``backsolve`` (continuous
             adjoint, state solved backwards), ``interpolated`` (continuous adjoint, state
             from checkpoints and dense output), ``checkpoint`` (exact gradient of the
-            discrete solve with O(sqrt N) memory).
+            discrete solve with O(sqrt N) memory), ``forward`` (forward sensitivities,
+            cost grows with the number of inputs), ``quadrature`` (adjoint state
+            backwards, parameter gradient by Gauss-Legendre quadrature), ``symplectic``
+            (exact gradient of the Runge-Kutta solve, O(N + s) memory), ``reversible``
+            (exact gradient of the reversible Heun solve, O(1) memory).
         seminorm: leave the parameter-gradient channels out of the backward error norm
             (backsolve and interpolated).
         step_size, n_steps: fixed stepping (``n_steps`` spans the whole interval); each
@@ -95,6 +117,9 @@ def odeint(
             save time); by default the solver's choice (dopri8 and fixed-step methods step).
         checkpoints: states kept by ``checkpoint``/``interpolated``; default about sqrt(2N).
         adjoint_rtol, adjoint_atol: tolerances of the backward solve (default rtol, atol).
+        nodes: Gauss-Legendre nodes per backward step of ``quadrature``.
+        max_inputs: ``forward`` refuses more inputs (state size plus parameter entries)
+            than this, raising :class:`~odebench.ode.TooManyInputs`.
 
     Returns:
         A :class:`Solution` with ``ys`` of shape ``(len(t), *y0.shape)`` and ``stats``.
@@ -112,11 +137,24 @@ def odeint(
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be positive, got {max_steps}")
-    tableau = get_tableau(solver)
+    if int(nodes) != nodes or nodes < 1:
+        raise ValueError(f"nodes must be a positive integer, got {nodes!r}")
+    if solver is None:
+        solver = REVERSIBLE_HEUN if gradient == "reversible" else "dopri5"
+    reversible = solver == REVERSIBLE_HEUN
+    if reversible and gradient not in ("backprop", "reversible"):
+        raise ValueError(f"solver {solver!r} supports gradient 'backprop' or 'reversible', not {gradient!r}")
+    if gradient == "reversible" and not reversible:
+        raise ValueError(f"gradient 'reversible' needs solver {REVERSIBLE_HEUN!r}, got {solver!r}")
+    if reversible and step_size is None and n_steps is None:
+        raise ValueError(f"solver {solver!r} is fixed-step: give step_size or n_steps")
+    if not reversible and solver not in TABLEAUX:
+        raise SolverNameError(f"unknown solver {solver!r}; must be one of {', '.join((*TABLEAUX, REVERSIBLE_HEUN))}")
+    tableau = None if reversible else get_tableau(solver)
     ts = _as_times(t)
     if n_steps is not None:
         step_size = abs(ts[-1] - ts[0]) / n_steps
-    exact = tableau.exact_save_times if save_at is None else save_at == "step"
+    exact = (reversible or tableau.exact_save_times) if save_at is None else save_at == "step"
     control = StepControl(
         rtol=float(rtol), atol=float(atol), max_steps=int(max_steps), step_size=step_size,
         first_step=first_step, exact_save_times=exact,
@@ -134,15 +172,22 @@ def odeint(
 
     stats = SolveStats()
     fn = Counted(func, y0.shape, stats)
-    integ = Integrator(tableau, control, y0.dtype, y0.device)
+    if reversible:
+        integ = integ_back = ReversibleHeun(control)
+    else:
+        integ = Integrator(tableau, control, y0.dtype, y0.device)
+        integ_back = Integrator(tableau, back_control, y0.dtype, y0.device)
     y0_flat = y0.reshape(-1)
     if gradient == "backprop":
-        result = integ.solve(fn, y0_flat, ts, ErrorNorm((y0_flat.numel(),)))
+        if reversible:
+            result = integ.solve(fn, y0_flat, ts)[0]
+        else:
+            result = integ.solve(fn, y0_flat, ts, ErrorNorm((y0_flat.numel(),)))
         stats.add("forward", steps=result.steps, rejected=result.rejected)
         ys = torch.stack(result.ys)
     else:
-        integ_back = Integrator(tableau, back_control, y0.dtype, y0.device)
-        mode = MODES[gradient](fn, integ, integ_back, ts, params, seminorm, checkpoints)
+        options = ModeOptions(seminorm=seminorm, checkpoints=checkpoints, nodes=int(nodes), max_inputs=max_inputs)
+        mode = MODES[gradient](fn, integ, integ_back, ts, params, options)
         ys = AdjointFunction.apply(mode, y0_flat, *params)
     t_out = torch.tensor(ts, dtype=torch.float64)
     return Solution(ys=ys.view(len(ts), *y0.shape), t=t_out, stats=stats)
