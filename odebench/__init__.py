@@ -1,7 +1,7 @@
 """odebench: how right, how fast and how big is the gradient of an ODE solve?
 
 The public API. Light names are imported eagerly; those that need torch
-(``odeint``, ``gradcheck``, ``run_suite``) load on first use, so that reports and the
+(``odeint``, ``gradcheck``, ``run_suite``, ``benchmark``) load on first use, so that reports and the
 regression gate never import torch or jax.
 """
 
@@ -26,6 +26,7 @@ _LAZY = {
     "GradcheckResult": "odebench.verify",
     "run_suite": "odebench.runner",
     "load_suite": "odebench.runner",
+    "benchmark": "odebench._benchmark",
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "SolveStats",
     "UsageError",
     "__version__",
+    "benchmark",
     "gradcheck",
     "load_results",
     "load_run_info",
@@ -50,6 +52,7 @@ __getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._benchmark import benchmark
     from .ode import Solution, SolveStats, odeint
     from .runner import load_suite, run_suite
     from .verify import GradcheckResult, gradcheck

@@ -94,21 +94,15 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b)) / nb if nb > 0 else float(np.linalg.norm(a - b))
 
 
-def _problem_from_parts(func, y0, t, params, loss) -> Problem:
-    """A Problem from a torch vector field ``func(t, y, params)`` and ``loss(ys)``."""
-    import torch
+def _problem_from_model(model, y0, t, loss, params) -> Problem:
+    """A Problem from a model given with ``y0, t, loss``: an equinox module or (with
+    ``params``) a JAX function go to :meth:`Problem.from_jax` when ``y0`` is a JAX array;
+    an ``nn.Module`` or a torch function ``f(t, y, params)`` to :meth:`Problem.from_torch`."""
+    from .problems._user import _is_equinox_module
 
-    def to_np(x):
-        return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
-
-    return Problem(
-        name="user",
-        vector_field=lambda t_, y, p, xp: func(t_, y, p),
-        y0=to_np(y0),
-        params={k: to_np(v) for k, v in (params or {}).items()},
-        t=to_np(t),
-        loss=lambda ys, xp: loss(ys),
-    )
+    if _is_equinox_module(model) or type(y0).__module__.startswith("jax"):
+        return Problem.from_jax(model, y0, t, loss, params, name="user")
+    return Problem.from_torch(model, y0, t, loss, params, name="user")
 
 
 def _gradient(method: Method, problem: Problem, spec: CaseSpec) -> tuple[np.ndarray, Any]:
@@ -171,13 +165,13 @@ def _tight_autograd(problem: Problem, reference) -> np.ndarray:
 
 
 def gradcheck(
-    problem: Problem | Callable | None = None,
-    method: str | Method = "odebench.backsolve",
-    *,
+    problem: Problem | Any,
+    *args: Any,
+    method: str | Method | None = None,
     y0=None,
     t=None,
-    params: Mapping[str, Any] | None = None,
     loss: Callable | None = None,
+    params: Mapping[str, Any] | None = None,
     method_params: Mapping[str, Any] | None = None,
     rtol: float = 1e-6,
     atol: float | None = None,
@@ -190,11 +184,16 @@ def gradcheck(
 ) -> GradcheckResult:
     """Check the gradient of an ODE solve computed by ``method``, and explain a failure.
 
+    Called as ``gradcheck(problem, method)`` or ``gradcheck(model, y0, t, loss, method=...)``.
+
     Args:
-        problem: a :class:`~odebench.Problem`, or a torch vector field ``f(t, y, params)``
-            given with ``y0``, ``t``, ``params`` (a dict of tensors) and ``loss(ys)``.
-        method: a method name (``odebench.backsolve``, ``torchdiffeq.adjoint``, ...)
-            with ``method_params``, or a :class:`~odebench.backends.Method` instance.
+        problem: a :class:`~odebench.Problem`; or a model given with ``y0``, ``t`` and
+            ``loss(ys)`` (positionally or by keyword): an ``nn.Module`` with
+            ``forward(t, y)``, an equinox module, or a function ``f(t, y, params)`` with
+            ``params`` (a dict of tensors, or of JAX arrays for a JAX function).
+        method: a method name (default ``odebench.backsolve``; ``torchdiffeq.adjoint``,
+            ``diffrax.backsolve``, ...) with ``method_params``, or a
+            :class:`~odebench.backends.Method` instance; second positional argument after a Problem.
         rtol, atol: the tolerances of the solve being checked (atol defaults to rtol).
         tolerance: the largest acceptable relative error (default ``100 * rtol``,
             at least ``1e-8``).
@@ -204,14 +203,32 @@ def gradcheck(
 
     Returns:
         A :class:`GradcheckResult`; ``bool(result)`` is the verdict, ``str(result)`` the report.
+
+    Raises:
+        MethodError: the method cannot run the problem (a model of the other framework).
     """
+    from .backends import MethodError
     from .problems import reference_gradient
 
-    if not isinstance(problem, Problem):
+    if isinstance(problem, Problem):
+        if len(args) > 1 or (args and method is not None):
+            raise TypeError("gradcheck(problem, method): give the method once, after the problem")
+        method = args[0] if args else method
+    else:
+        if args and isinstance(args[0], (str, Method)):  # gradcheck(field, method, y0=..., ...)
+            method, args = args[0], args[1:]
+        if len(args) > 3:
+            raise TypeError("gradcheck(model, y0, t, loss, method=...): too many positional arguments")
+        given = dict(zip(("y0", "t", "loss"), args))
+        y0, t, loss = given.get("y0", y0), given.get("t", t), given.get("loss", loss)
         if problem is None or y0 is None or t is None or loss is None:
-            raise TypeError("gradcheck needs a Problem, or a vector field f(t, y, params) with y0=, t=, params=, loss=")
-        problem = _problem_from_parts(problem, y0, t, params, loss)
+            raise TypeError("gradcheck needs a Problem, or a model with y0, t and loss (and params for a function)")
+        problem = _problem_from_model(problem, y0, t, loss, params)
+    method = "odebench.backsolve" if method is None else method
     method = method if isinstance(method, Method) else make_method(method, method_params or {})
+    reason = method.unavailable_reason(device, problem)
+    if reason:
+        raise MethodError(f"gradcheck: {method.name} cannot check problem {problem.name!r}: {reason}")
     atol = rtol if atol is None else atol
     tolerance = tolerance if tolerance is not None else max(100 * rtol, 1e-8)
     spec = CaseSpec(rtol=rtol, atol=atol, dtype=dtype, device=device, seed=seed)

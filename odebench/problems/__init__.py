@@ -59,6 +59,10 @@ from ._registry import (
 from ._registry import (
     register as register,
 )
+from ._workloads import cnf as cnf
+from ._workloads import fit as fit
+from ._workloads import latent_ode as latent_ode
+from ._workloads import ode_net as ode_net
 
 __all__ = [
     "REFERENCE_VERSION",
@@ -70,14 +74,18 @@ __all__ = [
     "ReferenceFailure",
     "brusselator",
     "cache_dir",
+    "cnf",
+    "fit",
     "get_problem",
     "is_stiff",
+    "latent_ode",
     "linear",
     "list_problems",
     "logistic",
     "lorenz",
     "lotka_volterra",
     "neural_mlp",
+    "ode_net",
     "oscillator",
     "problem_names",
     "reference_gradient",

@@ -69,3 +69,18 @@ def save_times(problem: str, t_end: Any, n_save: Any, *, max_t_end: float = 1e6)
     t_end = check_float(problem, "t_end", t_end, lo=0.0, hi=max_t_end, lo_open=True)
     n_save = check_int(problem, "n_save", n_save, lo=2, hi=100_000)
     return np.linspace(0.0, t_end, n_save)
+
+
+def check_choice(problem: str, name: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """One of ``choices``."""
+    if isinstance(value, bool) or value not in choices:
+        raise _fail(problem, name, "one of " + ", ".join(map(str, choices)), value)
+    return value
+
+
+def check_odd(problem: str, name: str, value: Any, *, lo: int, hi: int) -> int:
+    """An odd integer in ``[lo, hi]``."""
+    value = check_int(problem, name, value, lo=lo, hi=hi)
+    if value % 2 == 0:
+        raise _fail(problem, name, f"an odd integer >= {lo} and <= {hi}", value)
+    return value

@@ -52,19 +52,19 @@ def neural_mlp(
     Loss: the mean of y**2 over the save times after the start, the batch and the state.
 
     Args:
-        dim: state dimension per sample (1 to 4096).
-        width: hidden width (1 to 8192).
-        depth: number of hidden layers (1 to 64).
-        batch: number of initial states integrated together (1 to 65536).
+        dim: state dimension per sample (1 to 65536).
+        width: hidden width (1 to 65536).
+        depth: number of hidden layers (1 to 256).
+        batch: number of initial states integrated together (1 to 2**20).
         seed: seed of the weights and initial states (an integer >= 0).
         t_end: final time (> 0).
         n_save: number of save times, linspace(0, t_end, n_save) (>= 2).
     """
     name = "neural_mlp"
-    dim = check_int(name, "dim", dim, lo=1, hi=4096)
-    width = check_int(name, "width", width, lo=1, hi=8192)
-    depth = check_int(name, "depth", depth, lo=1, hi=64)
-    batch = check_int(name, "batch", batch, lo=1, hi=65536)
+    dim = check_int(name, "dim", dim, lo=1, hi=65536)
+    width = check_int(name, "width", width, lo=1, hi=65536)
+    depth = check_int(name, "depth", depth, lo=1, hi=256)
+    batch = check_int(name, "batch", batch, lo=1, hi=2**20)
     seed = check_int(name, "seed", seed, lo=0)
     t = save_times(name, t_end, n_save)
     rng = np.random.default_rng(seed)

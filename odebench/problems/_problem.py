@@ -18,6 +18,10 @@ def is_stiff(rate: float, t_span: float) -> bool:
     return bool(rate * t_span >= STIFF_WORK)
 
 
+#: ``Problem.framework``: None (written against ``xp``), or the one framework that can run it
+FRAMEWORKS = (None, "torch", "jax")
+
+
 class ProblemError(ValueError):
     """A problem definition or factory argument that is not valid; the message says why."""
 
@@ -28,7 +32,17 @@ class Problem:
 
     The vector field and the loss are written against an array namespace ``xp``
     (``torch``, ``jax.numpy`` or ``numpy``), so every backend integrates the very same
-    mathematics. ``t`` is passed as a Python float.
+    mathematics.
+
+    Time reaches the vector field as the backend's own scalar: a 0-d tensor in every torch
+    backend (the own solver's Python float is turned into one, of ``y``'s dtype, on the
+    CPU), a traced scalar in diffrax. Write time dependence with ``xp`` functions
+    (``xp.sin(t) * y``): it then works, and stays differentiable in ``t``, everywhere.
+
+    A model of one framework is a problem too: :meth:`from_torch` takes an ``nn.Module``
+    with ``forward(t, y)`` (or a callable and a dict of tensors), :meth:`from_jax` a JAX
+    function or an equinox module. Such a problem has a :attr:`framework`, and methods of
+    the other framework record it as ``unavailable``.
 
     Attributes:
         name: registry name (or the factory path) of the problem.
@@ -45,6 +59,9 @@ class Problem:
         stiff: whether explicit methods need many steps for stability rather than accuracy.
         max_steps: a step budget generous enough for explicit solvers at tight tolerances.
         config: the keyword arguments the factory was called with (for caching and reports).
+        framework: ``None`` for a problem written against ``xp`` (every backend runs it);
+            ``"torch"`` or ``"jax"`` for one that only that framework can evaluate
+            (its ``vector_field`` and ``loss`` ignore ``xp``).
     """
 
     name: str
@@ -59,6 +76,7 @@ class Problem:
     max_steps: int = 100_000
     config: dict[str, Any] = field(default_factory=dict)
     exact_solution: Callable[..., Any] | None = None
+    framework: str | None = None
 
     def __post_init__(self) -> None:
         y0 = np.asarray(self.y0, dtype=np.float64)
@@ -86,11 +104,55 @@ class Problem:
             value = getattr(self, key)
             if value is not None and not callable(value):
                 raise ProblemError(f"problem {self.name!r}: {key} must be callable or None, got {type(value).__name__}")
+        if self.framework not in FRAMEWORKS:
+            raise ProblemError(
+                f"problem {self.name!r}: framework must be one of {', '.join(map(str, FRAMEWORKS))}, "
+                f"got {self.framework!r}"
+            )
         if not isinstance(self.config, dict):
             raise ProblemError(f"problem {self.name!r}: config must be a dict, got {type(self.config).__name__}")
         object.__setattr__(self, "y0", y0)
         object.__setattr__(self, "t", t)
         object.__setattr__(self, "params", params)
+
+    @classmethod
+    def from_torch(
+        cls, field: Any, y0: Any, t: Any, loss: Callable[[Any], Any], params: dict[str, Any] | None = None, **info: Any
+    ) -> Problem:
+        """A problem from a PyTorch model (runs on the torch backends only).
+
+        Args:
+            field: an ``nn.Module`` whose ``forward(t, y)`` is the vector field (the
+                torchdiffeq convention; its trainable parameters are the problem's, under
+                their ``named_parameters`` names), or a callable ``f(t, y, params)`` given
+                with ``params``.
+            y0, t: the initial state and the save times (tensors or arrays).
+            loss: ``loss(ys) -> scalar`` on a tensor of shape ``(len(t), *y0.shape)``.
+            params: with a callable field, the dict of tensors it takes (default none).
+            info: other :class:`Problem` fields (``name``, ``description``, ``max_steps``, ...).
+        """
+        from ._user import from_torch
+
+        return from_torch(field, y0, t, loss, params, **info)
+
+    @classmethod
+    def from_jax(
+        cls, field: Any, y0: Any, t: Any, loss: Callable[[Any], Any], params: Any = None, **info: Any
+    ) -> Problem:
+        """A problem from a JAX model (runs on the JAX backends only).
+
+        Args:
+            field: a function ``f(t, y, params)`` given with ``params`` (a dict of arrays),
+                or an equinox module called as ``module(t, y)`` (its array leaves, split
+                off by ``eqx.partition``, are the parameters).
+            y0, t: the initial state and the save times (arrays).
+            loss: ``loss(ys) -> scalar`` on a JAX array of shape ``(len(t), *y0.shape)``.
+            params: with a function, the dict of arrays it takes.
+            info: other :class:`Problem` fields (``name``, ``description``, ``max_steps``, ...).
+        """
+        from ._user import from_jax
+
+        return from_jax(field, y0, t, loss, params, **info)
 
     @property
     def n_state(self) -> int:

@@ -67,7 +67,8 @@ def solve_loss(
     """The problem's loss through :func:`odebench.ode.odeint`; returns ``(loss, Solution)``."""
 
     def func(t: float, y: torch.Tensor) -> torch.Tensor:
-        return problem.vector_field(t, y, params, torch)
+        # A 0-d tensor, as every torch backend passes it (see backends._torch.time_tensor).
+        return problem.vector_field(torch.full((), t, dtype=y.dtype), y, params, torch)
 
     solution = odeint(
         func, y0, problem.t, params=list(params.values()), solver=solver, rtol=rtol, atol=atol,
@@ -86,7 +87,14 @@ def loss_and_gradient(
     save_at: str | None = "step",
     max_steps: int | None = None,
 ) -> LossGradient:
-    """Loss and gradient (float64, CPU) of the problem solved by the project's ``odeint``."""
+    """Loss and gradient (float64, CPU) of the problem solved by the project's ``odeint``
+    (by diffrax, with the same settings, for a problem only JAX can evaluate)."""
+    if problem.framework == "jax":
+        from . import _jax
+
+        return _jax.loss_and_gradient(
+            problem, solver=solver, rtol=rtol, atol=atol, gradient=gradient, save_at=save_at, max_steps=max_steps
+        )
     y0, params = torch_inputs(problem)
     loss, solution = solve_loss(
         problem, y0, params, solver=solver, rtol=rtol, atol=atol, gradient=gradient, save_at=save_at,
@@ -117,6 +125,10 @@ def loss_function(
 ) -> Callable[[np.ndarray], float]:
     """``f(x) -> loss`` of the flat inputs ``x`` (:meth:`Problem.flat_inputs` order), for
     finite differences: a forward solve in float64 without a graph."""
+    if problem.framework == "jax":
+        from . import _jax
+
+        return _jax.loss_function(problem, solver=solver, rtol=rtol, atol=atol, save_at=save_at, max_steps=max_steps)
 
     def f(x: np.ndarray) -> float:
         y0, params = torch_inputs(problem, problem.unflatten(x), requires_grad=False)
