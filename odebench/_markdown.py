@@ -1,11 +1,15 @@
-"""Markdown tables and human-readable numbers for the command-line outputs.
+"""Markdown tables, human-readable numbers and literal text for the command-line outputs and reports.
 
-Shared by ``gate`` and ``compare``; plain strings in, plain strings out, no pandas.
+Shared by ``gate``, ``compare`` and ``report``; plain strings in, plain strings out, no pandas.
+Text that comes from records (problem and method parameters, suite names, error messages)
+goes into markdown only through :func:`code` or :func:`escape`, so that it reads literally
+and can never become a link, an image or markup.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 
 MISSING = "—"
@@ -63,3 +67,22 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# Characters that open inline markup in CommonMark or GitHub markdown (``>``, ``#`` and ``!`` only
+# act at the start of a line or before ``[``, and no record text starts a line). ``_`` between two
+# word characters is literal in both (``n_steps``) and stays unescaped, for the plain-text reader's sake.
+_ACTIVE = re.compile(r"[\\`*\[\]<|&~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def escape(text: object) -> str:
+    """``text`` as literal markdown on one line: every character that could start markup is escaped."""
+    return _ACTIVE.sub(lambda m: "\\" + m.group(0), " ".join(str(text).split()))
+
+
+def code(text: object) -> str:
+    """``text`` as one markdown code span, literal whatever backticks it holds (CommonMark 6.1)."""
+    text = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

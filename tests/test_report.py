@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import importlib.util
 import json
@@ -10,7 +11,9 @@ import os
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -32,8 +35,9 @@ BACKSOLVE = "odebench.backsolve(seminorm=false)"
 
 
 def _cells(row: str) -> list[str]:
-    """The cells of one pipe-table row (``\\|`` is a literal bar)."""
-    return [html.unescape(c.strip().replace("\\|", "|")) for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+    """The cells of one pipe-table row, as text (backslash escapes undone; ``\\|`` is a literal bar)."""
+    cells = re.split(r"(?<!\\)\|", row.strip())[1:-1]
+    return [html.unescape(re.sub(r"\\(.)", r"\1", c.strip())) for c in cells]
 
 
 def parse_pipe_tables(markdown: str) -> list[tuple[str, pd.DataFrame]]:
@@ -67,19 +71,88 @@ def figure_refs(text: str) -> set[str]:
     return set(re.findall(r"figures/[A-Za-z0-9_.-]+\.png", text))
 
 
+class Page(HTMLParser):
+    """What a test needs of the report page: headings in order, tables, scripts, links and images."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.headings: list[tuple[str, str, str]] = []  # (tag, id, text)
+        self.tables = 0
+        self.scripts: list[str] = []
+        self.links: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+        self.figures: list[str] = []  # data-file of each <figure>
+        self.ids: set[str] = set()
+        self._heading: list | None = None
+        self._script: list | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        for name in ("href", "src", "action", "formaction", "srcset", "poster", "data"):
+            if name in attrs:
+                self.links.append((tag, name, attrs[name] or ""))
+        if tag in ("h1", "h2", "h3", "h4"):
+            self._heading = [tag, attrs.get("id", ""), ""]
+        elif tag == "table":
+            self.tables += 1
+        elif tag == "script":
+            self._script = []
+        elif tag == "figure":
+            self.figures.append(attrs.get("data-file", ""))
+
+    def handle_endtag(self, tag):
+        if self._heading is not None and tag == self._heading[0]:
+            self.headings.append(tuple(self._heading))
+            self._heading = None
+        elif tag == "script" and self._script is not None:
+            self.scripts.append("".join(self._script))
+            self._script = None
+
+    def handle_data(self, data):
+        if self._heading is not None:
+            self._heading[2] += data
+        if self._script is not None:
+            self._script.append(data)
+
+    def heading_texts(self, tag: str) -> list[str]:
+        return [text for t, _, text in self.headings if t == tag]
+
+
+OWN_SCRIPT = (ROOT / "odebench" / "report" / "templates" / "report.js").read_text(encoding="utf-8").strip()
+
+
+def assert_safe_page(page: Page, folder: Path) -> None:
+    """Only the report's own script; every link http(s) or relative; data: only for the report's own PNGs."""
+    assert page.scripts == [OWN_SCRIPT]
+    for tag, attribute, value in page.links:
+        scheme = urlsplit(value.strip()).scheme.lower()
+        if scheme == "data":
+            assert (tag, attribute) == ("img", "src") and value.startswith("data:image/png;base64,"), value
+            assert base64.b64decode(value.split(",", 1)[1]) in {p.read_bytes() for p in folder.glob("figures/*.png")}
+        else:
+            assert scheme in ("", "http", "https"), (tag, attribute, value)
+        if tag == "a" and value.startswith("#"):
+            assert value[1:] in page.ids, f"a link to a missing anchor: {value}"
+
+
 def assert_report_files(folder: Path) -> tuple[str, str]:
     """The report's two documents exist, every PNG is a non-empty image, every reference resolves."""
     md = (folder / "report.md").read_text(encoding="utf-8")
-    page = (folder / "index.html").read_text(encoding="utf-8")
+    text = (folder / "index.html").read_text(encoding="utf-8")
     written = {f"figures/{p.name}" for p in (folder / "figures").glob("*.png")}
     for name in written:
         assert (folder / name).read_bytes()[:8] == PNG_MAGIC
-    assert figure_refs(md) | figure_refs(page) <= written, "a referenced figure does not exist"
-    shown = set(re.findall(r'data-file="(figures/[^"]+)"', page))
-    assert shown == written, "the HTML must name every figure it shows, and show every figure written"
-    assert page.count('src="data:image/png;base64,') == len(written)
-    assert not re.search(r'(src|href)="(https?:)?//', page), "the HTML must open offline"
-    return md, page
+    assert figure_refs(md) | figure_refs(text) <= written, "a referenced figure does not exist"
+    page = Page(text)
+    assert set(page.figures) == written, "the HTML must name every figure it shows, and show every figure written"
+    assert sum(1 for tag, _, v in page.links if tag == "img" and v.startswith("data:image/png;base64,")) == len(written)
+    assert not re.search(r'(src|href)="(https?:)?//', text), "the HTML must open offline"
+    assert_safe_page(page, folder)
+    manifest = json.loads((folder / ".odebench-report.json").read_text())
+    assert set(manifest["files"]) == written | {"report.md", "index.html"}
+    return md, text
 
 
 @pytest.fixture
@@ -133,22 +206,46 @@ def test_every_figure_is_written(report):
         f"{kind}_{problem}.png"
         for kind in ("wp_time", "wp_nfe", "accuracy", "nfe")
         for problem in ("linear", "stiff_decay", "neural_mlp")
-    } | {"memory_vs_t_end.png", "scaling.png"}
+    } | {"memory_vs_t_end.png", "scaling.png", "overview.png"}
     assert {p.name for p in (out / "figures").glob("*.png")} == expected
     assert_report_files(out)
 
 
-def test_findings_come_first_and_link_their_figure(report):
+def test_page_opens_with_the_overview_then_advice_then_findings(report):
     _, out = report
-    md = (out / "report.md").read_text()
-    assert md.index("## Findings") < md.index("## Problem")
-    findings = md[md.index("## Findings") : md.index("<details>")]
-    assert findings.count("**unstable backward solve**") == 3
-    assert "(figures/accuracy_stiff_decay.png)" in findings
+    md, text = assert_report_files(out)
+    page = Page(text)
+    assert page.heading_texts("h2")[:3] == ["Overview", "Which method to use", "Findings"]
+    assert page.figures[0] == "figures/overview.png"  # the first picture is the overview
+    assert page.tables >= 1 + 4  # recommendations, then one table per problem instance
+    assert (
+        md.index("## Overview") < md.index("## Which method to use") < md.index("## Findings") < md.index("## Problem")
+    )
+    # Rows carry ids, and the recommendations link to them.
+    assert any(value.startswith("#row-") for tag, _, value in page.links if tag == "a")
+    for name in THRESHOLDS:
+        assert f"`{name}`" in md and f"<code>{name}</code>" in text
+
+
+def _section(md: str, heading: str) -> str:
+    start = md.index(f"## {heading}\n")
+    end = md.find("\n## ", start + 1)
+    body = md[start : end if end >= 0 else None]
+    return body.split("<details>")[0]
+
+
+def test_findings_are_grouped_and_link_their_figure(report):
+    _, out = report
+    findings = _section((out / "report.md").read_text(), "Findings")
+    lines = [line for line in findings.splitlines() if line.startswith("- ")]
+    # The three backsolve-type methods that fail on stiff_decay: one line, naming them and the worst.
+    assert len(lines) == 1 and lines[0].count("**unstable backward solve**") == 1
+    assert "3 of 6 methods" in lines[0] and "worst `" in lines[0]
+    assert "(figures/accuracy_stiff_decay.png)" in lines[0]
+    assert len([line for line in findings.splitlines() if line.startswith("  - ")]) == 3  # the details beneath
     page = (out / "index.html").read_text()
     assert 'href="#fig-accuracy_stiff_decay"' in page and 'id="fig-accuracy_stiff_decay"' in page
-    for name in THRESHOLDS:
-        assert f"`{name}`" in md and f"<code>{name}</code>" in page
+    assert '<ul class="folded">' in page and "<li><details><summary>" in page
 
 
 def test_markdown_tables_parse_back_to_the_numbers(report):
@@ -309,6 +406,10 @@ BELOW_THRESHOLDS = {
     "consistency_err 50x rtol": lambda f: mutate(
         f, NEURAL_1, "odebench.interpolated", SOLVER, consistency_err=lambda r: r["rtol"] * 50
     ),
+    # A fixed-step solver ignores rtol by design: its flat error is no missed tolerance.
+    "fixed-step error far above rtol": lambda f: mutate(
+        f, LINEAR, "odebench.checkpoint", SOLVER, solver="rk4", grad_rel_err=lambda r: r["grad_rel_err"] * 1e3
+    ),
 }
 
 
@@ -402,21 +503,67 @@ def test_report_without_successful_cases(tmp_path, case):
         frame["error"] = "RuntimeError: boom | <b>again</b>"
     out = write_report(frame, tmp_path / "r")
     md, page = assert_report_files(out)
-    assert not list((out / "figures").glob("*.png"))
+    drawn = {p.name for p in (out / "figures").glob("*.png")}
+    assert drawn == (set() if case == "no records" else {"overview.png"})  # the overview marks every failure
     assert "No findings: no case succeeded" in md and "Work-precision (`fig-wp_time`): no case succeeded" in md
     if case == "nothing succeeded":
         failed = dict(parse_pipe_tables(md))["Failures"]
         assert len(failed) == 18 and set(failed["error"]) == {"RuntimeError: boom | <b>again</b>"}
-        for text in (md, page):
-            assert "RuntimeError: boom" in text and "<b>again" not in text
+        assert "RuntimeError: boom" in md and "\\<b>again" in md  # literal in markdown
+        assert "RuntimeError: boom" in page and "<b>again" not in page
 
 
-def test_stale_figures_are_removed(tmp_path):
-    out = tmp_path / "r"
+def test_figures_of_an_earlier_report_are_removed_and_nothing_else(tmp_path):
+    out = write_report(synthetic_frame(problems=[("linear", {"dim": 4})]), tmp_path / "r")
+    assert (out / "figures" / "wp_time_linear.png").exists()
+    (out / "notes.md").write_text("mine")
+    (out / "figures" / "mine.png").write_bytes(PNG_MAGIC)
+    write_report(synthetic_frame(problems=[("stiff_decay", {"k": 40.0})]), out)  # re-run over its own output
+    assert not (out / "figures" / "wp_time_linear.png").exists()  # stale: the data no longer has it
+    assert (out / "figures" / "wp_time_stiff_decay.png").exists()
+    assert (out / "notes.md").read_text() == "mine" and (out / "figures" / "mine.png").exists()
+    assert_report_files_except(out, {"figures/mine.png"})
+
+
+def assert_report_files_except(out: Path, foreign: set[str]) -> None:
+    manifest = set(json.loads((out / ".odebench-report.json").read_text())["files"])
+    assert not manifest & foreign
+    assert {"report.md", "index.html"} <= manifest
+    assert all((out / name).is_file() for name in manifest)
+
+
+def test_cli_refuses_a_folder_it_did_not_write(tmp_path, capsys, odebench_main):
+    run = write_synthetic_run(tmp_path / "run", problems=[("linear", {"dim": 4})], methods=DEFAULT_METHODS[:2])
+    out = tmp_path / "mine"
     (out / "figures").mkdir(parents=True)
-    (out / "figures" / "old.png").write_bytes(PNG_MAGIC)
-    write_report(synthetic_frame(problems=[("linear", {"dim": 4})]).iloc[0:0], out)
-    assert not (out / "figures" / "old.png").exists()
+    (out / "index.html").write_text("my page")
+    (out / "figures" / "plot.png").write_bytes(PNG_MAGIC)
+    assert odebench_main(["report", str(run), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and "--force" in err
+    assert sorted(p.name for p in out.rglob("*")) == ["figures", "index.html", "plot.png"]  # untouched
+    # --force writes the report's own files (index.html among them) and leaves the others.
+    assert odebench_main(["report", str(run), "-o", str(out), "--force"]) == 0
+    assert (out / "figures" / "plot.png").read_bytes() == PNG_MAGIC
+    assert (out / "report.md").exists() and "my page" not in (out / "index.html").read_text()
+    assert_report_files_except(out, {"figures/plot.png"})
+    # The folder is now a report of odebench: re-running needs no --force, and still spares plot.png.
+    assert odebench_main(["report", str(run), "-o", str(out), "--link-figures"]) == 0
+    assert (out / "figures" / "plot.png").exists()
+    assert 'src="figures/overview.png"' in (out / "index.html").read_text()
+
+
+@pytest.mark.parametrize("files", [["../outside.txt"], "index.html", ["/etc/passwd"]])
+def test_a_manifest_that_points_outside_is_refused(tmp_path, capsys, odebench_main, files):
+    run = write_synthetic_run(tmp_path / "run", problems=[("linear", {"dim": 4})], methods=DEFAULT_METHODS[:1])
+    out = tmp_path / "r"
+    out.mkdir()
+    (tmp_path / "outside.txt").write_text("keep")
+    (out / ".odebench-report.json").write_text(json.dumps({"files": files}))
+    assert odebench_main(["report", str(run), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert ".odebench-report.json" in err and "files" in err
+    assert (tmp_path / "outside.txt").read_text() == "keep"
 
 
 def test_many_methods_keep_distinct_styles(tmp_path):
@@ -436,7 +583,8 @@ def test_overlapping_runs_stay_apart(tmp_path):
     new = write_synthetic_run(tmp_path / "new", run_id="new", time_scale=2.0, **small)
     out = build_report([base, new], tmp_path / "both")
     md, _ = assert_report_files(out)
-    assert "odebench.backprop [new]" in md and "odebench.backprop [base]" in md
+    (_, table), *_ = [t for t in parse_pipe_tables(md) if "per tolerance" in t[0]]
+    assert {"odebench.backprop [new]", "odebench.backprop [base]"} <= set(table.index)
     assert "| run | base | new |" in md
 
 

@@ -1,4 +1,9 @@
-"""``build_report``: results folders in, ``report.md``, ``index.html`` and ``figures/*.png`` out."""
+"""``build_report``: results folders in, ``report.md``, ``index.html`` and ``figures/*.png`` out.
+
+The report opens with the overview (heat maps of every problem x method), then which method
+to use on each problem, then the findings grouped by problem and kind; the evidence (per
+problem figures and tables, failures, environment) follows.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from .._cases import format_params
 from .._errors import UsageError
+from .._markdown import code, escape, number
 from .._results import ResultsError, load_results, load_run_info
 from ._data import (
     BACKSOLVE_TYPE_NAMES,
@@ -21,13 +28,17 @@ from ._data import (
     Prepared,
     environment_table,
     failures,
-    format_params,
+    format_tolerance,
     metric_tables,
     points,
     prepare,
+    slug,
 )
 from ._figures import ReportFigure, draw_figures
-from ._findings import ERROR_FLOOR, THRESHOLDS, Finding, findings_in
+from ._findings import ERROR_FLOOR, THRESHOLDS, FindingGroup, findings_in, group_findings
+from ._folder import claim, publish, staging
+from ._heatmap import overview_figure
+from ._overview import LEAN_TIME_FACTOR, Choice, Recommendation, Target, overview_grid, recommend, target_accuracy
 from ._render import Block, Bullets, Details, Heading, Image, Item, Paragraph, Table, to_html, to_markdown
 from ._style import assign_styles
 
@@ -45,13 +56,19 @@ def default_output(runs: Sequence[PathLike]) -> Path:
     return Path("reports") / name
 
 
-def build_report(runs: PathLike | Sequence[PathLike], output: PathLike | None = None, *, embed: bool = True) -> Path:
+def build_report(
+    runs: PathLike | Sequence[PathLike],
+    output: PathLike | None = None,
+    *,
+    embed: bool = True,
+    force: bool = False,
+) -> Path:
     """Read results folders (or records files) and write the report; returns the report folder.
 
     ``output`` defaults to :func:`default_output`. With ``embed`` (the default) index.html
     carries its figures; without, it links the PNGs beside it (half the size, for
-    reports kept in a repository). Raises :class:`odebench.UsageError` for a folder that
-    is missing or cannot be read.
+    reports kept in a repository). ``force``: see :func:`write_report`. Raises
+    :class:`odebench.UsageError` for a folder that is missing or cannot be read.
     """
     paths = [Path(runs)] if isinstance(runs, (str, os.PathLike)) else [Path(r) for r in runs]
     if not paths:
@@ -64,7 +81,8 @@ def build_report(runs: PathLike | Sequence[PathLike], output: PathLike | None = 
         infos = [(path.name if path.is_dir() else path.parent.name, load_run_info(path)) for path in paths]
     except (ResultsError, OSError, ValueError) as exc:
         raise UsageError(f"cannot read results: {exc}") from exc
-    return write_report(frame, output if output is not None else default_output(paths), run_info=infos, embed=embed)
+    output = output if output is not None else default_output(paths)
+    return write_report(frame, output, run_info=infos, embed=embed, force=force)
 
 
 def write_report(
@@ -74,31 +92,34 @@ def write_report(
     run_info: Sequence[tuple[str, Mapping[str, Any]]] = (),
     title: str = "",
     embed: bool = True,
+    force: bool = False,
 ) -> Path:
     """Write the report of a records frame (as :func:`odebench.load_results` returns) to ``output``.
 
-    ``run_info`` pairs a run name with its ``run.json`` content, for the environment footer.
+    ``run_info`` pairs a run name with its ``run.json`` content, for the environment footer
+    and the target accuracy. The folder must be new, empty or hold an earlier report (its
+    manifest ``.odebench-report.json``): only files an earlier report wrote are replaced or
+    removed. ``force`` writes into any other folder too, still touching no file but the report's own.
     """
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"the report folder {output} is a file")
-    figures_dir = output / FIGURES
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    for stale in figures_dir.glob("*.png"):  # a figure the data no longer supports must not linger
-        stale.unlink()
+    folder = claim(output, force=force)
     prepared = prepare(frame)
     pts = points(prepared)
     styles = assign_styles(zip(prepared.frame["series"], prepared.frame["family"]))
-    figures = draw_figures(output, pts, styles)
-    findings = findings_in(pts)
     title = title or "odebench report: " + (", ".join(name for name, _ in run_info) or "records")
-    blocks = _document(title, prepared, pts, findings, figures, run_info)
-    (output / REPORT_MD).write_text(to_markdown(blocks), encoding="utf-8")
-    (output / REPORT_HTML).write_text(to_html(blocks, output, title, embed=embed), encoding="utf-8")
-    return output
+    try:
+        with staging(folder) as stage:
+            overview = overview_figure(stage, overview_grid(prepared, pts))
+            figures = [overview, *draw_figures(stage, pts, styles)]
+            blocks = _document(title, prepared, pts, figures, target_accuracy(run_info), run_info)
+            (stage / REPORT_MD).write_text(to_markdown(blocks), encoding="utf-8")
+            (stage / REPORT_HTML).write_text(to_html(blocks, stage, title, embed=embed), encoding="utf-8")
+            publish(folder, stage, [REPORT_MD, REPORT_HTML, *(f.file for f in figures if f.drawn)])
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {folder.path}: {exc}") from exc
+    return folder.path
 
 
-def _summary(prepared: Prepared) -> str:
+def _summary(prepared: Prepared, target: Target) -> str:
     frame = prepared.frame
     ok = int((frame["status"] == "ok").sum())
     parts = [
@@ -109,31 +130,100 @@ def _summary(prepared: Prepared) -> str:
     ]
     text = ", ".join(parts) + "."
     if prepared.common_method_params:
-        text += f" Every method runs with `{format_params(prepared.common_method_params)}`."
+        text += f" Every method runs with {code(format_params(prepared.common_method_params))}."
+    text += f" Target gradient error: {target.grad_rel_err:g} ({escape(target.source)})."
     return text
 
 
-def _finding_blocks(findings: list[Finding], drawn: set[str], n_ok: int, n_failed: int) -> list[Block]:
+# --- which method to use ----------------------------------------------------------------------
+
+
+def row_anchor(problem: str, series: str) -> str:
+    """The id of a method's row in a problem instance's table (links from the recommendations)."""
+    return f"row-{slug(problem)}--{slug(series)}"
+
+
+def _evidence(choice: Choice, problem: str, problem_name: str, drawn: set[str]) -> str:
+    """A choice's numbers, linked to its table row (HTML) through its work-precision figure (markdown)."""
+    numbers = f"{number(choice.time_total_s, 's')}, error {choice.grad_rel_err:.1e}"
+    if choice.peak_memory_bytes == choice.peak_memory_bytes:  # not NaN
+        numbers += f", {number(choice.peak_memory_bytes, 'B')}"
+    figure = f"{FIGURES}/wp_time_{slug(problem_name)}.png"
+    href = (
+        f"{figure}#{row_anchor(problem, choice.series)}"
+        if figure in drawn
+        else f"#{row_anchor(problem, choice.series)}"
+    )
+    return f"{code(choice.series)} at rtol={format_tolerance(choice.rtol)} ([{numbers}]({href}))"
+
+
+def _recommendation_table(recommendations: list[Recommendation], names: dict[str, str], drawn: set[str]) -> Table:
+    rows = {}
+    for rec in recommendations:
+        name = names[rec.problem]
+        if rec.fastest is not None:
+            fastest = _evidence(rec.fastest, rec.problem, name, drawn)
+            lean = _evidence(rec.leanest, rec.problem, name, drawn) if rec.leanest else "—"
+            if rec.leanest is not None and rec.leanest == rec.fastest:
+                lean = "the same"
+        else:
+            closest = f"; closest: {_evidence(rec.closest, rec.problem, name, drawn)}" if rec.closest else ""
+            fastest, lean = f"none reaches {rec.target:g}{closest}", "—"
+        avoid = "; ".join(
+            f"{code(series)}: " + ", ".join(f"[{f.title}]({f.figure})" for f in found) for series, found in rec.avoid
+        )
+        rows[code(rec.problem)] = {
+            f"fastest to error ≤ {rec.target:g}": fastest,
+            f"least memory within {LEAN_TIME_FACTOR:g}x that time": lean,
+            "avoid (the finding that rules it out)": avoid or "—",
+        }
+    cells = pd.DataFrame.from_dict(rows, orient="index")
+    return Table(cells, index_name="problem", inline=True)
+
+
+# --- findings -----------------------------------------------------------------------------------
+
+
+def _group_item(group: FindingGroup, drawn: set[str]) -> Item:
+    """One line for a problem and kind of finding; the methods' numbers beneath it."""
+    worst = group.worst
+    link = f" ([figure]({worst.figure}))" if worst.figure in drawn else ""
+    head = f"{code(group.problem)}: **{group.title}**"
+    if len(group.findings) == 1 and not group.of_problem:
+        line = f"{head}: {code(worst.method)}: {escape(worst.summary)}{link}"
+        return Item(line, tuple(escape(e) for e in worst.evidence))
+    if group.of_problem:
+        head += f" by every method ({group.n_methods}): a property of the problem, not of a method"
+    else:
+        methods = ", ".join(code(m) for m in group.methods)
+        head += f": {len(group.findings)} of {group.n_methods} methods ({methods})"
+    line = f"{head}; worst {code(worst.method)}: {escape(worst.summary)}{link}"
+    children = tuple(
+        f"{code(f.method)}: {escape(f.summary)}" + (f" ({escape('; '.join(f.evidence))})" if f.evidence else "")
+        for f in group.findings
+    )
+    return Item(line, children)
+
+
+def _finding_blocks(groups: list[FindingGroup], drawn: set[str], n_ok: int, n_failed: int) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Findings", "findings")]
     if not n_ok:
         blocks.append(Paragraph("No findings: no case succeeded, so there are no numbers to judge."))
-    elif not findings:
+    elif not groups:
         blocks.append(
             Paragraph(
                 "No findings: every method honours its tolerance, agrees with its own forward solve, "
                 "is stable backwards, does ordinary work and keeps its memory promise (see the thresholds below)."
             )
         )
-    by_problem: dict[str, list[Finding]] = {}
-    for finding in findings:
-        by_problem.setdefault(finding.problem, []).append(finding)
-    for problem, group in by_problem.items():
-        blocks.append(Heading(3, f"`{problem}`"))
-        items = []
-        for f in group:
-            link = f" ([figure]({f.figure}))" if f.figure in drawn else ""
-            items.append(Item(f"`{f.method}`: **{f.title}**: {f.summary}{link}", f.evidence))
-        blocks.append(Bullets(tuple(items)))
+    else:
+        blocks.append(
+            Paragraph(
+                "One line per problem and kind of finding, with the methods it applies to and the worst case; "
+                "each method's numbers fold out beneath it."
+            )
+        )
+        blocks.append(Bullets(tuple(_group_item(g, drawn) for g in groups), fold=True))
     if n_failed:
         blocks.append(Paragraph(f"Cases that did not succeed: {n_failed} (see [Failures](#failures))."))
     return blocks
@@ -183,25 +273,46 @@ def _document(
     title: str,
     prepared: Prepared,
     pts: pd.DataFrame,
-    findings: list[Finding],
     figures: list[ReportFigure],
+    target: Target,
     run_info: Sequence[tuple[str, Mapping[str, Any]]],
 ) -> list[Block]:
     drawn = [f for f in figures if f.drawn]
+    drawn_files = {f.file for f in drawn}
     failed = failures(prepared)
-    blocks: list[Block] = [Heading(1, title), Paragraph(_summary(prepared))]
-    blocks += _finding_blocks(findings, {f.file for f in drawn}, len(pts), len(failed))
+    frame = prepared.frame
+    groups = group_findings(findings_in(pts), pts)
+    blocks: list[Block] = [Heading(1, escape(title)), Paragraph(_summary(prepared, target))]
+
+    blocks.append(Heading(2, "Overview", "overview"))
+    blocks += [_image(f) for f in drawn if f.section == "overview"]
+    recommendations = recommend(pts, groups, target.grad_rel_err)
+    blocks.append(Heading(2, "Which method to use", "which-method"))
+    if recommendations:
+        blocks.append(
+            Paragraph(
+                f"Per problem: the fastest method and tolerance whose gradient error reaches {target.grad_rel_err:g}, "
+                f"the one of least peak memory within {LEAN_TIME_FACTOR:g}x that time, and the methods a finding "
+                "rules out (a finding every method shares rules out none). Finite differences are not candidates. "
+                "Each number links to its row in the problem's table."
+            )
+        )
+        names = dict(zip(frame["problem_label"], frame["problem"]))
+        blocks.append(_recommendation_table(recommendations, names, drawn_files))
+    else:
+        blocks.append(Paragraph("No case succeeded: there is nothing to recommend."))
+    blocks += _finding_blocks(groups, drawn_files, len(pts), len(failed))
     blocks.append(_how_to_read())
 
     tables = {t.problem: t for t in metric_tables(prepared, pts)}
-    frame = prepared.frame
     for problem in sorted(frame["problem"].unique()):
-        blocks.append(Heading(2, f"Problem `{problem}`"))
+        blocks.append(Heading(2, f"Problem {code(problem)}"))
         blocks += [_image(f) for f in drawn if f.section == problem]
         for instance in sorted(frame.loc[frame["problem"] == problem, "problem_label"].unique()):
             table = tables[instance]
-            blocks.append(Heading(3, f"`{instance}`: error, time, NFE and memory per tolerance"))
-            blocks.append(Table(table.cells(), table.best, "method"))
+            anchors = tuple(row_anchor(instance, series) for series in table.values.index)
+            blocks.append(Heading(3, f"{code(instance)}: error, time, NFE and memory per tolerance"))
+            blocks.append(Table(table.cells(), table.best, "method", row_anchors=anchors))
     for section, heading in (("sweeps", "Memory sweeps"), ("scaling", "Scaling")):
         images = [_image(f) for f in drawn if f.section == section]
         if images:
@@ -215,7 +326,9 @@ def _document(
     skipped = [f for f in figures if not f.drawn]
     if skipped:
         blocks.append(Heading(2, "Figures not drawn"))
-        blocks.append(Bullets(tuple(Item(f"{f.title} (`{f.anchor}`): {f.reason}.") for f in skipped)))
+        blocks.append(
+            Bullets(tuple(Item(f"{escape(f.title)} ({code(f.anchor)}): {escape(f.reason)}.") for f in skipped))
+        )
     environment = environment_table(run_info)
     blocks.append(Heading(2, "Environment"))
     if environment.empty:

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._cases import label, params
+
 # Method families, by method name. They decide which comparisons a finding may make.
 BACKSOLVE_TYPE_SUFFIXES = (".backsolve",)
 BACKSOLVE_TYPE_NAMES = ("torchdiffeq.adjoint",)
@@ -70,34 +72,9 @@ def promises_constant_memory(method: str) -> bool:
     return method.endswith(CONSTANT_MEMORY_SUFFIXES)
 
 
-def parse_params(text: str) -> dict[str, Any]:
-    """``*_params`` JSON text as a dict; text that is not a JSON object becomes ``{"params": text}``."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return {"params": text}
-    return value if isinstance(value, dict) else {"params": value}
-
-
-def format_value(value: Any) -> str:
-    """A parameter value as it reads in a label: ``dopri5``, ``true``, ``4``, ``1e-06``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return f"{value:g}"
-    return json.dumps(value, sort_keys=True)
-
-
-def format_params(params: Mapping[str, Any]) -> str:
-    """``k=v, ...`` in key order."""
-    return ", ".join(f"{k}={format_value(v)}" for k, v in sorted(params.items()))
-
-
-def label(name: str, params: Mapping[str, Any]) -> str:
-    """``name(k=v, ...)``, or ``name`` alone without parameters."""
-    return f"{name}({format_params(params)})" if params else name
+def parse_params(text: Any, column: str = "params") -> dict[str, Any]:
+    """A ``*_params`` cell as a dict (missing: ``{}``); :class:`odebench._cases.ParamsError` if it is not a JSON object."""
+    return params({column: text}, column)
 
 
 def slug(text: str) -> str:
@@ -142,10 +119,10 @@ def _method_labels(frame: pd.DataFrame) -> tuple[dict[tuple[str, str], str], dic
     unless leaving it out would give two different methods the same label.
     """
     pairs = sorted(set(zip(frame["method"], frame["method_params"])))
-    parsed = {pair: parse_params(pair[1]) for pair in pairs}
+    parsed = {pair: parse_params(pair[1], "method_params") for pair in pairs}
     values: dict[str, set[str]] = defaultdict(set)
-    for params in parsed.values():
-        for key, value in params.items():
+    for given in parsed.values():
+        for key, value in given.items():
             values[key].add(json.dumps(value, sort_keys=True))
     # Common: the same value in every method (a key that only some methods have is not).
     common = {
@@ -173,7 +150,7 @@ def _variant_columns(frame: pd.DataFrame) -> list[str]:
 def prepare(frame: pd.DataFrame) -> Prepared:
     """Add the report columns to a records frame (as :func:`odebench.load_results` returns)."""
     frame = frame.copy().reset_index(drop=True)
-    frame["params"] = frame["problem_params"].map(parse_params)
+    frame["params"] = [parse_params(text, "problem_params") for text in frame["problem_params"]]
     frame["problem_label"] = [label(p, q) for p, q in zip(frame["problem"], frame["params"])]
     labels, common = _method_labels(frame)
     frame["method_label"] = [labels[pair] for pair in zip(frame["method"], frame["method_params"])]

@@ -107,7 +107,9 @@ class Finding:
 
     ``summary`` is a sentence with the numbers; ``evidence`` the per-tolerance lines behind
     it (and the summaries of the findings it subsumes); ``figure`` the relative path of the
-    figure that shows it.
+    figure that shows it. ``severity`` is the largest ratio behind it (error over tolerance,
+    NFE over NFE, ...): comparable between findings of one kind, it names the worst case.
+    ``absorbed`` lists the kinds of the findings it subsumes.
     """
 
     kind: str
@@ -116,6 +118,8 @@ class Finding:
     summary: str
     evidence: tuple[str, ...]
     figure: str
+    severity: float = 0.0
+    absorbed: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -148,16 +152,31 @@ def _by_method(pts: pd.DataFrame) -> Iterator[pd.DataFrame]:
         yield group.sort_values("rtol", ascending=False)
 
 
-def _finding(kind: str, group: pd.DataFrame, summary: str, evidence: list[str], figure: str) -> Finding:
+def _finding(
+    kind: str, group: pd.DataFrame, summary: str, evidence: list[str], figure: str, severity: float
+) -> Finding:
     """The finding of one problem instance and method (``group``), shown by its problem's ``figure`` kind."""
     first = group.iloc[0]
     return Finding(
-        kind, first["problem_label"], first["series"], summary, tuple(evidence), figure_file(figure, first["problem"])
+        kind,
+        first["problem_label"],
+        first["series"],
+        summary,
+        tuple(evidence),
+        figure_file(figure, first["problem"]),
+        float(severity),
     )
 
 
+def _adaptive(pts: pd.DataFrame) -> pd.DataFrame:
+    """The points of adaptive solves: a fixed-step solver ignores rtol by design."""
+    from ..backends._base import FIXED_STEP, REVERSIBLE
+
+    return pts[~pts["solver"].isin(FIXED_STEP + REVERSIBLE)]
+
+
 def _tolerance(pts: pd.DataFrame) -> Iterator[Finding]:
-    for group in _by_method(_contenders(pts)):
+    for group in _by_method(_adaptive(_contenders(pts))):
         group = group[group["grad_rel_err"].notna()]
         evidence, summary = [], []
         ratio = group["grad_rel_err"] / group["tol_eff"]
@@ -175,7 +194,7 @@ def _tolerance(pts: pd.DataFrame) -> Iterator[Finding]:
             evidence.append(plateau)
             summary.append("the error stops falling as the tolerance tightens (plateau)")
         if summary:
-            yield _finding("tolerance", group, "; ".join(summary), evidence, "accuracy")
+            yield _finding("tolerance", group, "; ".join(summary), evidence, "accuracy", ratio.max())
 
 
 def _plateau(group: pd.DataFrame) -> str:
@@ -216,14 +235,14 @@ def _consistency(pts: pd.DataFrame) -> Iterator[Finding]:
                 f"disagrees with discrete backprop of the same solve by up to {_sci(worst[0])}x the solver's own "
                 f"error ({worst[1]}): the adjoint, not the forward solve, is off"
             )
-            yield _finding("consistency", group, summary, evidence, "accuracy")
+            yield _finding("consistency", group, summary, evidence, "accuracy", worst[0])
 
 
 def _unstable_backward(pts: pd.DataFrame) -> Iterator[Finding]:
     stable = pts[(pts["family"] == "stable") & pts["grad_rel_err"].notna()]
     best = stable.sort_values("grad_rel_err").groupby(["problem_label", "rtol", "dtype"]).first()
     for group in _by_method(pts[pts["family"] == "backsolve"]):
-        evidence, errors, references = [], [], []
+        evidence, errors, references, ratios = [], [], [], []
         for row in group[group["grad_rel_err"].notna()].itertuples():
             key = (row.problem_label, row.rtol, row.dtype)
             if key not in best.index:
@@ -232,6 +251,7 @@ def _unstable_backward(pts: pd.DataFrame) -> Iterator[Finding]:
             if row.grad_rel_err > UNSTABLE_FACTOR * max(ref["grad_rel_err"], row.tol_eff):
                 errors.append(row.grad_rel_err)
                 references.append(ref["grad_rel_err"])
+                ratios.append(row.grad_rel_err / max(ref["grad_rel_err"], row.tol_eff))
                 evidence.append(
                     f"rtol={format_tolerance(row.rtol)}: error {_sci(row.grad_rel_err)} vs "
                     f"{_sci(ref['grad_rel_err'])} for {ref['series']}"
@@ -241,7 +261,7 @@ def _unstable_backward(pts: pd.DataFrame) -> Iterator[Finding]:
                 f"gradient error {_span(errors)} where the best checkpointed/discrete method reaches "
                 f"{_span(references)} at the same tolerances: solving the state backwards is unstable here"
             )
-            yield _finding("unstable_backward", group, summary, evidence, "accuracy")
+            yield _finding("unstable_backward", group, summary, evidence, "accuracy", max(ratios))
 
 
 def _work(pts: pd.DataFrame) -> Iterator[Finding]:
@@ -276,7 +296,9 @@ def _work(pts: pd.DataFrame) -> Iterator[Finding]:
             summary.append(f"up to {worst:.0f}x the NFE of a method that is at least as accurate")
         if summary:
             # The NFE figure shows a heavy backward pass; the work-precision one a costly method.
-            yield _finding("work", group, "; ".join(summary), evidence, "nfe" if not heavy.empty else "wp_nfe")
+            figure = "nfe" if not heavy.empty else "wp_nfe"
+            severity = max(worst, ratio[heavy.index].max() if not heavy.empty else 0.0)
+            yield _finding("work", group, "; ".join(summary), evidence, figure, severity)
 
 
 def _memory(pts: pd.DataFrame) -> Iterator[Finding]:
@@ -301,7 +323,8 @@ def _memory(pts: pd.DataFrame) -> Iterator[Finding]:
                     )
             if evidence:
                 summary = f"peak memory grows {worst:.1f}x over the {sweep.key} sweep; the method promises it will not"
-                yield Finding("memory", group, series, summary, tuple(evidence), figure_file(f"memory_vs_{sweep.key}"))
+                figure = figure_file(f"memory_vs_{sweep.key}")
+                yield Finding("memory", group, series, summary, tuple(evidence), figure, worst)
 
 
 CHECKS = (_unstable_backward, _consistency, _tolerance, _work, _memory)
@@ -316,7 +339,10 @@ def _fold(findings: list[Finding]) -> list[Finding]:
             if absorbed:
                 finding = kept[(problem, method, kind)]
                 also = tuple(f"also {a.title}: {a.summary}" for a in absorbed)
-                kept[(problem, method, kind)] = replace(finding, evidence=finding.evidence + also)
+                kinds = tuple(k for a in absorbed for k in (a.kind, *a.absorbed))
+                kept[(problem, method, kind)] = replace(
+                    finding, evidence=finding.evidence + also, absorbed=finding.absorbed + kinds
+                )
     order = list(KINDS)
     return sorted(kept.values(), key=lambda f: (f.problem, f.method, order.index(f.kind)))
 
@@ -332,3 +358,58 @@ def findings_in(pts: pd.DataFrame) -> list[Finding]:
 def find_findings(frame: pd.DataFrame) -> list[Finding]:
     """What the numbers of a records frame say, per problem and method (empty on a clean run)."""
     return findings_in(points(prepare(frame)))
+
+
+# --- grouped: one line per problem and kind ------------------------------------------------------
+
+# Kinds judged per problem instance against the methods run on it; a memory finding belongs to
+# a sweep (several instances) and is never a property of one instance.
+_PER_INSTANCE = ("unstable_backward", "consistency", "tolerance", "work")
+
+
+@dataclass(frozen=True)
+class FindingGroup:
+    """The findings of one kind on one problem instance (or sweep).
+
+    ``of_problem``: every method run on the problem shares the finding (directly, or absorbed
+    by a more specific one), so it says something about the problem, not about a method;
+    ``n_methods`` is how many methods (verification ones left out) have results there.
+    """
+
+    kind: str
+    problem: str
+    findings: tuple[Finding, ...]
+    of_problem: bool
+    n_methods: int
+
+    @property
+    def title(self) -> str:
+        return KINDS[self.kind]
+
+    @property
+    def worst(self) -> Finding:
+        return max(self.findings, key=lambda f: f.severity)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(f.method for f in self.findings)
+
+
+def group_findings(findings: list[Finding], pts: pd.DataFrame) -> list[FindingGroup]:
+    """Findings grouped by (problem, kind), in the order of :data:`KINDS` within each problem.
+
+    ``pts`` (the points the findings came from) tells which methods ran on each problem.
+    """
+    contenders = _contenders(pts) if not pts.empty else pts
+    ran = {problem: set(rows["series"]) for problem, rows in contenders.groupby("problem_label")} if len(pts) else {}
+    order = list(KINDS)
+    groups = []
+    by_key: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        by_key.setdefault((finding.problem, finding.kind), []).append(finding)
+    for (problem, kind), members in sorted(by_key.items(), key=lambda item: (item[0][0], order.index(item[0][1]))):
+        methods = ran.get(problem, set())
+        sharing = {f.method for f in findings if f.problem == problem and (f.kind == kind or kind in f.absorbed)}
+        of_problem = kind in _PER_INSTANCE and len(methods) > 1 and methods <= sharing
+        groups.append(FindingGroup(kind, problem, tuple(members), of_problem, len(methods)))
+    return groups

@@ -1,23 +1,34 @@
-"""A small document model and its two renderings: GitHub markdown and self-contained HTML.
+"""A small document model and its two renderings: GitHub markdown and one HTML page.
 
 The report is assembled once as a list of blocks; :func:`to_markdown` and :func:`to_html`
-only decide how each block looks. Inline text may use three markdown forms, rendered in both:
-`` `code` ``, ``**strong**`` and ``[text](href)``.
+only decide how each block looks. Block text is inline markdown (code spans, strong emphasis,
+links) written by the report itself; text from records enters it only through
+:func:`odebench._markdown.code` or :func:`odebench._markdown.escape`, so it reads literally.
+The page comes from the Jinja2 template ``templates/index.html`` with autoescape on; inline
+markdown is rendered by markdown-it with raw HTML and images off and links restricted to
+http(s) and relative targets (:func:`allowed_link`), whatever the text holds.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import pandas as pd
+
+from .._markdown import escape
 
 
 @dataclass(frozen=True)
 class Heading:
+    kind: ClassVar[str] = "heading"
     level: int
     text: str
     anchor: str = ""
@@ -25,6 +36,7 @@ class Heading:
 
 @dataclass(frozen=True)
 class Paragraph:
+    kind: ClassVar[str] = "paragraph"
     text: str
 
 
@@ -36,19 +48,28 @@ class Item:
 
 @dataclass(frozen=True)
 class Bullets:
+    """A list; with ``fold`` the children of each item fold away under it in HTML (``<details>``)."""
+
+    kind: ClassVar[str] = "bullets"
     items: tuple[Item, ...]
+    fold: bool = False
 
 
 @dataclass(frozen=True)
 class Table:
-    """Cells as text (never parsed for inline markup).
+    """A table; the index becomes the first column.
 
-    A table of numbers has ``best``: it marks the cells shown in bold, and its numbers align right.
+    Cells are plain text unless ``inline`` (then they are inline markdown, as block text is).
+    A table of numbers has ``best``: it marks the cells shown in bold, and its numbers align
+    right. ``row_anchors`` gives each row an id (``""`` for none) that links can point at.
     """
 
+    kind: ClassVar[str] = "table"
     cells: pd.DataFrame
     best: pd.DataFrame | None = None
     index_name: str = ""
+    inline: bool = False
+    row_anchors: tuple[str, ...] = ()
 
     def is_best(self, row: int, column: int) -> bool:
         return self.best is not None and bool(self.best.iat[row, column]) and str(self.cells.iat[row, column]) != ""
@@ -56,6 +77,9 @@ class Table:
 
 @dataclass(frozen=True)
 class Image:
+    """A figure the report drew; title and caption are plain text."""
+
+    kind: ClassVar[str] = "image"
     file: str  # relative to the report folder
     title: str
     caption: str
@@ -64,6 +88,7 @@ class Image:
 
 @dataclass(frozen=True)
 class Details:
+    kind: ClassVar[str] = "details"
     summary: str
     blocks: tuple = field(default_factory=tuple)
 
@@ -71,13 +96,41 @@ class Details:
 Block = Heading | Paragraph | Bullets | Table | Image | Details
 
 
-# --- markdown ---------------------------------------------------------------------------
+# --- links --------------------------------------------------------------------------------
+
+ALLOWED_SCHEMES = ("http", "https")
+
+
+def allowed_link(url: str) -> bool:
+    """Whether a link target may appear in the page: http(s), or relative to the page (no scheme, no host)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    if parts.scheme:
+        return parts.scheme.lower() in ALLOWED_SCHEMES and bool(parts.netloc)
+    return not parts.netloc and not url.strip().startswith("\\")
+
+
+def _page_target(href: str, anchors: dict[str, str]) -> str:
+    """A link to a figure file jumps to the figure on the page; ``file#id`` jumps to ``id`` (a table row)."""
+    path, _, fragment = href.partition("#")
+    if path in anchors:
+        return f"#{fragment or anchors[path]}"
+    return href
+
+
+# --- markdown -----------------------------------------------------------------------------
 
 
 def _md_cell(text: object) -> str:
-    """Table text as markdown shows it literally (error messages may hold ``|``, ``<`` or newlines)."""
-    escaped = html.escape(str(text), quote=False).replace("\\", "\\\\").replace("|", "\\|")
-    return escaped.replace("\n", " ").strip()
+    """Plain table text as markdown shows it literally (error messages may hold ``|``, ``<`` or newlines)."""
+    return escape(text)
+
+
+def _md_inline_cell(text: str) -> str:
+    """Inline markdown as one pipe-table cell: on one line, its bars escaped for the table."""
+    return re.sub(r"(?<!\\)\|", r"\\|", " ".join(text.split()))
 
 
 def markdown_table(table: Table) -> str:
@@ -85,14 +138,15 @@ def markdown_table(table: Table) -> str:
     cells = table.cells
     header = [table.index_name or (cells.index.name or "")] + [str(c) for c in cells.columns]
     lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    show = _md_inline_cell if table.inline else _md_cell
     for i, (name, row) in enumerate(cells.iterrows()):
         values = []
         for j, value in enumerate(row):
-            text = _md_cell(value)
+            text = show(str(value))
             if table.is_best(i, j):
                 text = f"**{text}**"
             values.append(text)
-        lines.append("| " + " | ".join([_md_cell(name)] + values) + " |")
+        lines.append("| " + " | ".join([show(str(name))] + values) + " |")
     return "\n".join(lines)
 
 
@@ -111,7 +165,7 @@ def _md_block(block: Block) -> str:
         case Table():
             return markdown_table(block)
         case Image(file, title, caption, _):
-            return f"![{title}]({file})\n\n*{title}.* {caption}"
+            return f"![{escape(title)}]({file})\n\n*{escape(title)}.* {escape(caption)}"
         case Details(summary, blocks):
             inner = "\n\n".join(_md_block(b) for b in blocks)
             return f"<details><summary>{html.escape(summary)}</summary>\n\n{inner}\n\n</details>"
@@ -124,44 +178,43 @@ def to_markdown(blocks: list[Block]) -> str:
 
 # --- HTML ---------------------------------------------------------------------------------
 
-_INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|\[([^\]]+)\]\(([^)\s]+)\)")
-
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2rem auto;
-       max-width: 1400px; padding: 0 1.5rem; color: #1f2328; line-height: 1.5; }
-h1 { border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
-h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.2rem; }
-code { background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; font-size: 90%; }
-table { border-collapse: collapse; font-size: 13px; margin: .8rem 0 1.4rem; display: block; overflow-x: auto; }
-th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-thead th { background: #f6f8fa; }
-td.best { font-weight: 700; background: #dafbe1; }
-figure { margin: 1rem 0 2rem; }
-figure img { max-width: 100%; border: 1px solid #d0d7de; }
-figcaption { font-size: 13px; color: #59636e; max-width: 1000px; }
-details { margin: 1rem 0; }
-summary { cursor: pointer; font-weight: 600; }
-li > ul { margin: .2rem 0 .4rem; font-size: 14px; color: #3d444d; }
-"""
+TEMPLATE = "index.html"
 
 
-def _inline(text: str, anchors: dict[str, str]) -> str:
-    """Escape text and render the three inline forms; links to a figure of this page jump to it."""
-    out, last = [], 0
-    for match in _INLINE.finditer(text):
-        out.append(html.escape(text[last : match.start()]))
-        code, strong, link_text, href = match.groups()
-        if code is not None:
-            out.append(f"<code>{html.escape(code)}</code>")
-        elif strong is not None:
-            out.append(f"<strong>{_inline(strong, anchors)}</strong>")
-        else:
-            target = f"#{anchors[href]}" if href in anchors else href
-            out.append(f'<a href="{html.escape(target)}">{_inline(link_text, anchors)}</a>')
-        last = match.end()
-    out.append(html.escape(text[last:]))
-    return "".join(out)
+@cache
+def _environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(
+        loader=PackageLoader("odebench.report", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@cache
+def _markdown_it():
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+    md.disable("image")  # the page's images are the report's own figures, never from text
+    md.validateLink = allowed_link
+    return md
+
+
+def _inline_html(text: str, anchors: dict[str, str]):
+    """Inline markdown as safe HTML (a ``Markup``), links to figures of the page turned into anchors."""
+    from markupsafe import Markup
+
+    md = _markdown_it()
+    tokens = md.parseInline(text)
+    for token in tokens:
+        for child in token.children or ():
+            if child.type == "link_open":
+                child.attrSet("href", _page_target(str(child.attrGet("href")), anchors))
+    return Markup(md.renderer.render(tokens, md.options, {}))
 
 
 def _is_number(text: object) -> bool:
@@ -172,55 +225,22 @@ def _is_number(text: object) -> bool:
     return True
 
 
-def _html_table(table: Table) -> str:
-    cells = table.cells
-    header = [table.index_name or (cells.index.name or ""), *cells.columns]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
+def _table_rows(table: Table, anchors: dict[str, str]) -> list[dict[str, Any]]:
+    """The rows of a table as the template draws them: an id, and cells with their text and classes."""
+    show = (lambda text: _inline_html(text, anchors)) if table.inline else str
     rows = []
-    for i, (name, row) in enumerate(cells.iterrows()):
-        tds = [f"<td>{html.escape(str(name))}</td>"]
+    for i, (name, row) in enumerate(table.cells.iterrows()):
+        cells = [{"text": show(str(name)), "classes": ""}]
         for j, value in enumerate(row):
-            classes = " ".join(
-                name
-                for name, on in (("num", table.best is not None and _is_number(value)), ("best", table.is_best(i, j)))
+            classes = [
+                c
+                for c, on in (("num", table.best is not None and _is_number(value)), ("best", table.is_best(i, j)))
                 if on
-            )
-            attribute = f' class="{classes}"' if classes else ""
-            tds.append(f"<td{attribute}>{html.escape(str(value))}</td>")
-        rows.append("<tr>" + "".join(tds) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _html_block(block: Block, folder: Path, anchors: dict[str, str], embed: bool = True) -> str:
-    match block:
-        case Heading(level, text, anchor):
-            ident = f' id="{html.escape(anchor)}"' if anchor else ""
-            return f"<h{level}{ident}>{_inline(text, anchors)}</h{level}>"
-        case Paragraph(text):
-            return f"<p>{_inline(text, anchors)}</p>"
-        case Bullets(items):
-            lis = []
-            for item in items:
-                sub = "".join(f"<li>{_inline(c, anchors)}</li>" for c in item.children)
-                lis.append(f"<li>{_inline(item.text, anchors)}{f'<ul>{sub}</ul>' if sub else ''}</li>")
-            return f"<ul>{''.join(lis)}</ul>"
-        case Table():
-            return _html_table(block)
-        case Image(file, title, caption, anchor):
-            if embed:
-                source = "data:image/png;base64," + base64.b64encode((folder / file).read_bytes()).decode("ascii")
-            else:
-                source = html.escape(file)
-            return (
-                f'<figure id="{html.escape(anchor)}" data-file="{html.escape(file)}">'
-                f'<img src="{source}" alt="{html.escape(title)}">'
-                f"<figcaption><strong>{html.escape(title)}.</strong> {_inline(caption, anchors)} "
-                f'(<a href="{html.escape(file)}">{html.escape(file)}</a>)</figcaption></figure>'
-            )
-        case Details(summary, blocks):
-            inner = "\n".join(_html_block(b, folder, anchors, embed) for b in blocks)
-            return f"<details><summary>{html.escape(summary)}</summary>\n{inner}\n</details>"
-    raise TypeError(f"not a report block: {block!r}")
+            ]
+            cells.append({"text": show(str(value)), "classes": " ".join(classes)})
+        anchor = table.row_anchors[i] if i < len(table.row_anchors) else ""
+        rows.append({"id": anchor, "cells": cells})
+    return rows
 
 
 def _images(blocks: list[Block]) -> list[Image]:
@@ -233,13 +253,37 @@ def _images(blocks: list[Block]) -> list[Image]:
     return found
 
 
+def _source(image: Image, folder: Path, embed: bool) -> str:
+    """An image's ``src``: the PNG the report drew, inlined, or its path relative to the page."""
+    if not embed:
+        return image.file
+    return "data:image/png;base64," + base64.b64encode((folder / image.file).read_bytes()).decode("ascii")
+
+
+def _hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
 def to_html(blocks: list[Block], folder: Path, title: str, *, embed: bool = True) -> str:
-    """A standalone page: figures embedded as base64 (read from ``folder``), no external
-    resources; with ``embed=False`` the page links the figures beside it instead."""
+    """One page, no external resources: figures embedded as base64 (read from ``folder``),
+    or with ``embed=False`` linked beside it. Its own style and script are the only ones it
+    runs, which its Content-Security-Policy states."""
+    from markupsafe import Markup
+
+    env = _environment()
     anchors = {image.file: image.anchor for image in _images(blocks)}
-    body = "\n".join(_html_block(b, folder, anchors, embed) for b in blocks)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    css, script = (env.loader.get_source(env, name)[0].strip() for name in ("report.css", "report.js"))
+    policy = (
+        f"default-src 'none'; img-src 'self' data:{'' if embed else ' file:'}; "
+        f"style-src {_hash(css)}; script-src {_hash(script)}"
+    )
+    return env.get_template(TEMPLATE).render(
+        title=title,
+        blocks=blocks,
+        css=Markup(css),
+        script=Markup(script),
+        policy=policy,
+        inline=lambda text: _inline_html(text, anchors),
+        rows=lambda table: _table_rows(table, anchors),
+        source=lambda image: _source(image, folder, embed),
     )
