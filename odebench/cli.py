@@ -1,8 +1,9 @@
 """The ``odebench`` command line: one sub-command per module, imported on demand.
 
 Each command module exposes ``configure(parser)`` (cheap: no torch or jax import)
-and ``main(args) -> int`` (the exit status); only the command that runs is imported. :class:`odebench.UsageError` raised
-anywhere becomes a clear message and exit status 2.
+and ``main(args) -> int`` (the exit status); only the command that runs is imported. :class:`odebench.UsageError` (or an
+``OSError``: a file that cannot be read or written) raised anywhere becomes a one-line
+message and exit status 2.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from ._errors import UsageError
 from ._version import __version__
@@ -22,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("odebench.gate._cli", "check a run against a baseline; exit 1 on regression"),
     "export": ("odebench.export", "export timings in pytest-benchmark's JSON layout"),
     "list": ("odebench.runner._list", "list problems or methods, with what is unavailable and why"),
+    "history": ("odebench.history", "trends of each case's metrics across runs (commits), with the jumps named"),
 }
 
 
@@ -46,6 +49,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(command: str, default):
+    """``warnings.showwarning`` that prints results warnings as one ``odebench CMD: warning: ...`` line."""
+    from ._results import ResultsWarning
+
+    shown: set[str] = set()  # a file read twice (a check, then the work) warns once
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ResultsWarning):
+            if str(message) not in shown:
+                shown.add(str(message))
+                print(f"odebench {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
@@ -54,9 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(importlib.import_module(args._module).main(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command, warnings.showwarning)
+            return int(importlib.import_module(args._module).main(args) or 0)
     except UsageError as exc:
         print(f"odebench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder that cannot be read or written is bad input too
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"odebench {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("odebench: interrupted", file=sys.stderr)
