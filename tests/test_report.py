@@ -631,3 +631,40 @@ def test_reports_import_neither_torch_nor_jax():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --- hostile text from records ---------------------------------------------------------------------
+
+HOSTILE = "[x](javascript:alert(1)) <script>alert(2)</script> ``tick` ![i](data:text/html,<b>x</b>) <img src=x onerror=alert(3)>"
+
+
+def test_hostile_text_in_params_names_and_errors_stays_text(tmp_path):
+    """Record text reaches the page and the markdown only as literal text: no script, no
+    javascript: or data: link, no markup, whatever a parameter, suite name or error holds."""
+    frame = synthetic_frame(problems=CLEAN_PROBLEMS)
+    linear = frame["problem"] == "linear"
+    frame.loc[linear, "problem_params"] = json.dumps({"dim": 4, "note": HOSTILE}, sort_keys=True)
+    backsolve = frame["method"] == "odebench.backsolve"
+    frame.loc[backsolve, "method_params"] = [
+        json.dumps({**json.loads(p), "tag": HOSTILE}, sort_keys=True) for p in frame.loc[backsolve, "method_params"]
+    ]
+    failed = frame.index[linear & (frame["method"] == "odebench.checkpoint")]
+    frame.loc[failed, "status"] = "failed"
+    frame.loc[failed, "error"] = HOSTILE
+    frame.loc[failed, "grad_rel_err"] = float("nan")
+    out = write_report(frame, tmp_path / "report", run_info=[(HOSTILE, {"suite": {"name": HOSTILE}})], title=HOSTILE)
+    md, text = assert_report_files(out)
+    assert "alert(2)</script>" not in text and "onerror=alert" not in text.replace("onerror=alert(3)&gt;", "")
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in text  # shown, as text
+    from markdown_it import MarkdownIt
+
+    def hrefs(tokens):
+        for token in tokens:
+            yield from hrefs(token.children or [])
+            if token.type in ("link_open", "image"):
+                yield token.attrs.get("href") or token.attrs.get("src") or ""
+            if token.type in ("html_inline", "html_block"):  # the report's own <details> only
+                assert "alert(" not in token.content, f"record text became HTML in report.md: {token.content!r}"
+
+    links = list(hrefs(MarkdownIt("commonmark").enable("table").parse(md)))
+    assert links and all(urlsplit(h).scheme in ("", "http", "https") for h in links), links
