@@ -244,8 +244,8 @@ def gradcheck(
     error = _rel(g, g_ref)
     solve_error = _rel(g_bp, g_ref) if g_bp is not None else None
     consistency = _rel(g, g_bp) if g_bp is not None else None
-    if g_bp is None and method.name.endswith("backprop"):
-        solve_error, consistency = error, 0.0  # the method is its own discrete backprop
+    if g_bp is None and method.family == "discrete":
+        solve_error, consistency = error, 0.0  # the method differentiates the discrete solve itself
     fd_error = _rel(project(g), g_fd)
     derivative_error = _rel(project(_tight_autograd(problem, reference)), g_fd)
     diagnosis, explanation = _diagnose(error, solve_error, consistency, derivative_error, tolerance, method.name)

@@ -668,3 +668,17 @@ def test_hostile_text_in_params_names_and_errors_stays_text(tmp_path):
 
     links = list(hrefs(MarkdownIt("commonmark").enable("table").parse(md)))
     assert links and all(urlsplit(h).scheme in ("", "http", "https") for h in links), links
+
+
+def test_every_method_declares_a_family_the_report_reads():
+    from odebench.backends._base import FAMILIES
+    from odebench.backends._registry import method_class, method_names
+    from odebench.report._data import method_family, promises_constant_memory
+
+    for name in method_names():
+        assert method_class(name).family in FAMILIES, name
+    backsolve = {n for n in method_names() if method_family(n) == "backsolve"}
+    assert backsolve == {n for n in method_names() if n.endswith(".backsolve")} | {"torchdiffeq.adjoint"}
+    assert {n for n in method_names() if promises_constant_memory(n)} == backsolve | {"odebench.reversible"}
+    assert method_family("odebench.quadrature") == "stored" and method_family("diffrax.forward") == "discrete"
+    assert method_family("somelib.unknown") == "other" and not promises_constant_memory("somelib.unknown")

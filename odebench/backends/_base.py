@@ -152,6 +152,19 @@ class Prepared(ABC):
         return None
 
 
+FAMILIES: dict[str, str] = {
+    "discrete": "differentiates the discrete solve (backprop, checkpointing, forward mode): exact for it",
+    "stored": "continuous adjoint on the stored or interpolated forward trajectory",
+    "backsolve": "continuous adjoint that solves the state backwards too: can be unstable",
+    "reversible": "an algebraically reversible solver: the state is rebuilt exactly, step by step",
+    "verification": "finite differences: the difference step, not the tolerance, sets the error",
+}
+"""The families of gradient methods (:attr:`Method.family`)."""
+
+STABLE_FAMILIES = ("discrete", "stored")
+"""Families that take the forward state from storage: the yardstick for backsolve-type methods."""
+
+
 class Method(ABC):
     """A gradient method: a name, the library behind it, and its parameters."""
 
@@ -164,6 +177,10 @@ class Method(ABC):
     #: the method whose gradient is "discrete backprop of the same solve", or None
     consistency: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    #: how the gradient is had, one of :data:`FAMILIES`; findings compare within and across them
+    family: ClassVar[str] = "discrete"
+    #: whether the method promises memory independent of the number of steps (the horizon)
+    constant_memory: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any] | None = None):
         self.params = self.validate(params or {})

@@ -212,6 +212,8 @@ class Backsolve(_Diffrax):
     """Continuous adjoint solved backwards in time (Chen et al. 2018)."""
 
     name = "diffrax.backsolve"
+    family = "backsolve"
+    constant_memory = True
     description = "diffeqsolve + BacksolveAdjoint: continuous adjoint, state solved backwards (Chen et al. 2018)"
 
     def adjoint(self):

@@ -62,6 +62,7 @@ class _FDPrepared(TorchPrepared):
 
 class Central(Method):
     name = "fd.central"
+    family = "verification"
     library = "fd"
     requires = ("torch",)
     solvers = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s != "heun")

@@ -77,6 +77,8 @@ class Backprop(_Own):
 
 class Backsolve(_Own):
     name = "odebench.backsolve"
+    family = "backsolve"
+    constant_memory = True
     gradient = "backsolve"
     options = {**_Own.options, "seminorm": Option(bool, False, "leave parameter channels out of the backward norm")}
     description = "own continuous adjoint, state solved backwards (Chen et al. 2018)"
@@ -84,6 +86,7 @@ class Backsolve(_Own):
 
 class Interpolated(_Own):
     name = "odebench.interpolated"
+    family = "stored"
     gradient = "interpolated"
     options = {
         **_Own.options,
@@ -115,6 +118,7 @@ class Forward(_Own):
 
 class Quadrature(_Own):
     name = "odebench.quadrature"
+    family = "stored"
     gradient = "quadrature"
     options = {
         **_Own.options,
@@ -138,6 +142,8 @@ class Symplectic(_Own):
 
 class Reversible(_Own):
     name = "odebench.reversible"
+    family = "reversible"
+    constant_memory = True
     gradient = "reversible"
     solvers = REVERSIBLE
     options = {

@@ -211,6 +211,8 @@ class Adjoint(_Torchdiffeq):
     """``odeint_adjoint``: continuous adjoint (Chen et al. 2018), seminorm optional (Kidger et al. 2021)."""
 
     name = "torchdiffeq.adjoint"
+    family = "backsolve"
+    constant_memory = True
     adjoint = True
     options = {
         **_Torchdiffeq.options,

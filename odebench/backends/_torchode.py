@@ -180,6 +180,8 @@ class Backsolve(_Torchode):
     """torchode's continuous adjoint (Chen et al. 2018; Lienen & Günnemann 2022)."""
 
     name = "torchode.backsolve"
+    family = "backsolve"
+    constant_memory = True
     description = "torchode BacksolveAdjoint: continuous adjoint, state solved backwards (Chen et al. 2018)"
 
     def adjoint(self, term, step, controller, max_steps: int):

@@ -19,12 +19,6 @@ from .._errors import UsageError
 from .._markdown import code, escape, number
 from .._results import ResultsError, load_results, load_run_info
 from ._data import (
-    BACKSOLVE_TYPE_NAMES,
-    BACKSOLVE_TYPE_SUFFIXES,
-    CONSTANT_MEMORY_SUFFIXES,
-    STABLE_TYPE_NAMES,
-    STABLE_TYPE_SUFFIXES,
-    VERIFICATION_PREFIXES,
     Prepared,
     environment_table,
     failures,
@@ -230,15 +224,20 @@ def _finding_blocks(groups: list[FindingGroup], drawn: set[str], n_ok: int, n_fa
 
 
 def _how_to_read() -> Details:
-    def names(suffixes: tuple[str, ...] = (), full: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> str:
-        return ", ".join([f"`*{s}`" for s in suffixes] + [f"`{n}`" for n in full] + [f"`{p}*`" for p in prefixes])
+    from ..backends._base import FAMILIES
+    from ..backends._registry import method_class, method_names
 
-    families = (
-        f"backsolve-type: {names(BACKSOLVE_TYPE_SUFFIXES, BACKSOLVE_TYPE_NAMES)}; "
-        f"checkpointed/interpolated/discrete: {names(STABLE_TYPE_SUFFIXES, STABLE_TYPE_NAMES)}; "
-        f"horizon-independent memory promised by {names(CONSTANT_MEMORY_SUFFIXES)}; "
-        f"verification methods {names(prefixes=VERIFICATION_PREFIXES)} (finite differences) are drawn dotted "
-        "and left out of the tolerance and work findings: their step sets their error, the parameter count their cost."
+    classes = [method_class(name) for name in method_names()]
+
+    def names(family: str) -> str:
+        return ", ".join(f"`{cls.name}`" for cls in classes if cls.family == family)
+
+    families = "; ".join(f"{family} ({names(family)}): {meaning}" for family, meaning in FAMILIES.items())
+    families += (
+        f". Horizon-independent memory is promised by {', '.join(f'`{c.name}`' for c in classes if c.constant_memory)}. "
+        "Backsolve-type and reversible methods are drawn dashed and compared against the discrete and stored ones; "
+        "verification methods are drawn dotted and left out of the tolerance and work findings: their step sets "
+        "their error, the parameter count their cost."
     )
     floors = ", ".join(f"{dtype} {floor:g}" for dtype, floor in ERROR_FLOOR.items())
     items = [Item(f"`{name}` = {value:g}: {value.__doc__}") for name, value in THRESHOLDS.items()]

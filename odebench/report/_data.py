@@ -19,23 +19,6 @@ import pandas as pd
 
 from .._cases import label, params
 
-# Method families, by method name. They decide which comparisons a finding may make.
-BACKSOLVE_TYPE_SUFFIXES = (".backsolve",)
-BACKSOLVE_TYPE_NAMES = ("torchdiffeq.adjoint",)
-"""Continuous adjoints that reconstruct the forward state by solving it backwards."""
-
-STABLE_TYPE_SUFFIXES = (".checkpoint", ".interpolated", ".backprop")
-STABLE_TYPE_NAMES = ("diffrax.recursive_checkpoint", "diffrax.direct", "torchode.autodiff")
-"""Methods that take the forward state from storage: the yardstick for backsolve-type ones."""
-
-CONSTANT_MEMORY_SUFFIXES = (".backsolve", ".adjoint")
-"""Methods whose memory should not grow with the horizon (backsolve-type adjoints). The
-interpolated and checkpointed adjoints keep O(sqrt N) states and are not among them."""
-
-VERIFICATION_PREFIXES = ("fd.",)
-"""Verification methods (finite differences): the difference step, not the tolerance, sets their
-error, and the parameter count sets their cost, so tolerance and work findings leave them out."""
-
 HORIZON_KEYS = ("t_end", "t1", "horizon")
 """problem_params keys that set the integration horizon."""
 
@@ -56,20 +39,27 @@ POINT_METRICS = (
 MIB = 2.0**20
 
 
+def _method_class(method: str):
+    from ..backends._base import MethodError
+    from ..backends._registry import method_class
+
+    try:
+        return method_class(method)
+    except MethodError:  # a method this version does not know (an older or newer run)
+        return None
+
+
 def method_family(method: str) -> str:
-    """``"backsolve"``, ``"stable"``, ``"verification"`` or ``"other"`` (see the constants above)."""
-    if method.startswith(VERIFICATION_PREFIXES):
-        return "verification"
-    if method in BACKSOLVE_TYPE_NAMES or method.endswith(BACKSOLVE_TYPE_SUFFIXES):
-        return "backsolve"
-    if method in STABLE_TYPE_NAMES or method.endswith(STABLE_TYPE_SUFFIXES):
-        return "stable"
-    return "other"
+    """The method's family as its class declares it (``Method.family``), or ``"other"``
+    for a method this version does not know."""
+    cls = _method_class(method)
+    return cls.family if cls is not None else "other"
 
 
 def promises_constant_memory(method: str) -> bool:
-    """Whether the method claims a memory cost independent of the horizon."""
-    return method.endswith(CONSTANT_MEMORY_SUFFIXES)
+    """Whether the method promises a memory cost independent of the horizon (``Method.constant_memory``)."""
+    cls = _method_class(method)
+    return bool(cls is not None and cls.constant_memory)
 
 
 def parse_params(text: Any, column: str = "params") -> dict[str, Any]:

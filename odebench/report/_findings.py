@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from ..backends._base import STABLE_FAMILIES
 from ._data import (
     MIB,
     figure_file,
@@ -239,7 +240,7 @@ def _consistency(pts: pd.DataFrame) -> Iterator[Finding]:
 
 
 def _unstable_backward(pts: pd.DataFrame) -> Iterator[Finding]:
-    stable = pts[(pts["family"] == "stable") & pts["grad_rel_err"].notna()]
+    stable = pts[pts["family"].isin(STABLE_FAMILIES) & pts["grad_rel_err"].notna()]
     best = stable.sort_values("grad_rel_err").groupby(["problem_label", "rtol", "dtype"]).first()
     for group in _by_method(pts[pts["family"] == "backsolve"]):
         evidence, errors, references, ratios = [], [], [], []

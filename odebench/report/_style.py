@@ -13,7 +13,14 @@ _TAB20 = (
 # 11 markers against 20 colours: no two of the first 220 series look alike.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", "*", ">", "h")
 # Backsolve-type methods dashed: the family that can go unstable stands out.
-_LINESTYLES = {"backsolve": "--", "stable": "-", "verification": ":", "other": "-."}
+_LINESTYLES = {
+    "backsolve": "--",
+    "reversible": "--",
+    "discrete": "-",
+    "stored": "-",
+    "verification": ":",
+    "other": "-.",
+}
 
 
 @dataclass(frozen=True)
