@@ -173,10 +173,13 @@ def run_case(case: Case, settings: Settings, run_id: str, suite: str) -> Record:
         reason = method.unavailable_reason(case.device, problem) or _device_reason(method, case.device)
         if reason:
             return finish({**fields, "status": "unavailable", "error": reason}, started)
-        if "torch" in method.requires:
-            import torch
+        # Every case, whatever its library: the reference's fingerprint may evaluate the
+        # problem in torch (a closed form NumPy lacks), and a torch op that reaches for the
+        # OpenMP pool the fork server started hangs forever in the forked worker (libgomp is
+        # not fork-safe): seen as every diffrax case of suites/quick.yaml timing out.
+        import torch
 
-            torch.set_num_threads(settings.threads)
+        torch.set_num_threads(settings.threads)
         stage = "computing the reference gradient"
         reference = reference_gradient(problem)
         fields.update(reference=reference.kind, reference_err=reference.error_estimate)
