@@ -365,3 +365,18 @@ def test_only_imports_the_factories_of_selected_cases(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert f"{file}: problems[1]: problem 'suite_factories_import_marker:factory': importing module" in err, err
     assert marker.exists() and not (tmp_path / "bad").exists()
+
+
+def test_a_jax_case_runs_torch_with_the_suites_thread_count(tmp_path):
+    """The fingerprint may evaluate a problem in torch inside a diffrax case's worker; with
+    torch's default threads that op can deadlock on the fork server's OpenMP pool."""
+    from odebench.runner import run_suite
+
+    probe = tmp_path / "threads.txt"
+    suite = parse_suite({"name": "threads", "settings": {"repeats": 1, "warmup": 0, "fd_check": False, "threads": 1},
+                         "problems": [{"name": "suite_factories:torch_threads_probe", "params": {"path": str(probe)}}],
+                         "methods": ["diffrax.backsolve"], "tolerances": [1e-6]}, "threads.yaml")  # fmt: skip
+    [record] = run_suite(suite, tmp_path / "run", progress=False).records
+    assert record.status == "ok", record.error
+    counts = probe.read_text().split()
+    assert counts and set(counts) == {"1"}, counts
