@@ -288,6 +288,6 @@ def test_report_from_a_real_run(tmp_path):
         assert f"figures/{figure.name}" in markdown
         assert figure.stem in html
     # backsolve's failure on stiff_decay is among the findings, and named once per method.
-    findings = markdown.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    findings = markdown.split("## Findings", 1)[1].split("\n## ", 1)[0].split("How to read this report", 1)[0]
     assert "odebench.backsolve" in findings and "unstable backward solve" in findings
     assert "odebench.interpolated" not in findings
