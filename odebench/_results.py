@@ -23,9 +23,10 @@ import math
 import numbers
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ._cases import ParamsError, check_params
 from ._errors import UsageError
@@ -170,6 +171,23 @@ def _float_list(v: Any, position: int) -> list[float]:
 # ---------------------------------------------------------------- writing
 
 
+@contextmanager
+def replaced_atomically(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A file whose content replaces ``path`` in one rename once the block ends: written to
+    a temporary file beside it and synced first; on any failure the temporary file is
+    removed, ``path`` keeps its previous content and the error propagates."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_parquet_atomic(records: Sequence[Record | dict[str, Any]], path: Path) -> None:
     """Write records to ``path`` so that readers never see a half-written file.
 
@@ -180,15 +198,10 @@ def write_parquet_atomic(records: Sequence[Record | dict[str, Any]], path: Path)
     """
     path = Path(path)
     frame = records_to_frame(records, source=f"cannot write {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
+        with replaced_atomically(path, "wb") as handle:
             frame.to_parquet(handle, index=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise ResultsError(f"cannot write {path}: {exc.strerror or exc}") from exc
         if isinstance(exc, (ValueError, TypeError, OverflowError)):  # pyarrow conversion errors

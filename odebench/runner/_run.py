@@ -13,7 +13,6 @@ import contextlib
 import datetime as _dt
 import fnmatch
 import json
-import os
 import signal
 import sys
 import time
@@ -32,6 +31,7 @@ from .._results import (
     append_journal,
     load_run_info,
     read_journal,
+    replaced_atomically,
     write_parquet_atomic,
 )
 from ._folder import ResultsFolder, cannot
@@ -106,15 +106,10 @@ class ResultsStore:
     def write_info(self, info: dict[str, Any]) -> None:
         """Write ``run.json`` atomically (synced temporary file, then rename); nothing is left on failure."""
         target = self.path / RUN_INFO
-        tmp = self.path / f".{RUN_INFO}.{os.getpid()}.tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
+            with replaced_atomically(target) as handle:
                 handle.write(json.dumps(info, indent=2, default=str))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 raise cannot("write", target, exc) from exc
             raise
