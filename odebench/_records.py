@@ -71,6 +71,13 @@ SCHEMA: tuple[tuple[str, str], ...] = (
     # bookkeeping
     ("case_wall_s", "float"),  # the whole case, set-up and checks included
     ("finished_at", "str"),  # UTC ISO time
+    # where a case's time went (runner/_measure.py STAGE_COLUMNS); None for a stage not reached
+    ("reference_s", "float"),
+    ("prepare_s", "float"),
+    ("measure_s", "float"),
+    ("count_s", "float"),
+    ("consistency_s", "float"),
+    ("fd_s", "float"),
 )
 
 COLUMNS: tuple[str, ...] = tuple(name for name, _ in SCHEMA)
@@ -210,6 +217,12 @@ class Record:
     memory_source: str = ""
     case_wall_s: float | None = None
     finished_at: str = ""
+    reference_s: float | None = None
+    prepare_s: float | None = None
+    measure_s: float | None = None
+    count_s: float | None = None
+    consistency_s: float | None = None
+    fd_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -423,6 +423,36 @@ def test_torchdiffeq_adjoint_budget_holds_for_the_backward_pass():
         prepared.backward(state)
 
 
+def test_diffrax_backsolve_budget_holds_for_the_backward_pass():
+    """The timed build solves with ``throw=False`` (cacheable) and cannot see its backward
+    solve fail; the counting build, which every case runs, must. stiff_decay(k=40) takes 32
+    step attempts forward and over 100 backward: a budget of 50 fails only backwards."""
+    _need("diffrax.backsolve")
+    from odebench.ode import MaxStepsExceeded
+    from odebench.problems import get_problem
+    from odebench.runner._measure import classify
+
+    problem = get_problem("stiff_decay", {"k": 40.0})
+    spec = CaseSpec(rtol=1e-6, atol=1e-6, dtype="float64", device="cpu")
+    prepared = make_method("diffrax.backsolve", {"max_steps": 50}).prepare(problem, spec)
+    _run(prepared)  # silently short: what the timed build cannot know
+    with pytest.raises(MaxStepsExceeded, match="max_steps=50") as failure:
+        prepared.count()
+    assert classify(failure.value) == "diverged"
+
+
+def test_diffrax_forward_failure_is_read_from_the_result_without_throw():
+    """The timed build's forward pass reports max_steps from diffrax's result flags."""
+    _need("diffrax.recursive_checkpoint")
+    from odebench.ode import MaxStepsExceeded
+
+    prepared = _prepared("diffrax.recursive_checkpoint", "linear", (("solver", "dopri5"), ("max_steps", 3)))
+    with pytest.raises(MaxStepsExceeded, match="maximum number of solver steps.*max_steps=3"):
+        prepared.forward()
+    with pytest.raises(MaxStepsExceeded, match="max_steps=3"):
+        prepared.loss_at(PROBLEMS["linear"].y0, PROBLEMS["linear"].params)
+
+
 @pytest.mark.parametrize(
     ("method", "solver"),
     [

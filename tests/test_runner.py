@@ -291,3 +291,56 @@ def test_report_from_a_real_run(tmp_path):
     findings = markdown.split("## Findings", 1)[1].split("\n## ", 1)[0].split("How to read this report", 1)[0]
     assert "odebench.backsolve" in findings and "unstable backward solve" in findings
     assert "odebench.interpolated" not in findings
+
+
+def test_stage_times_add_up_and_the_summary_names_them():
+    """Each measured stage of a case has its column; together they stay within the case's
+    wall time, and the summary line names them largest first, with the run's phases."""
+    from odebench.runner._measure import STAGE_COLUMNS, run_case
+    from odebench.runner._summary import time_breakdown
+
+    suite = parse_suite({
+        "name": "stages", "settings": {"repeats": 2, "warmup": 0},
+        "problems": [{"name": "linear", "params": {"dim": 2}}],
+        "methods": [{"name": "odebench.backsolve"}], "tolerances": [1e-5],
+    })  # fmt: skip
+    (case,) = suite.cases()
+    record = run_case(case, suite.settings, "r", "stages")
+    assert record.status == "ok", record.error
+    stages = {column: getattr(record, column) for column, _ in STAGE_COLUMNS}
+    assert all(v is not None and v >= 0 for v in stages.values()), stages
+    assert sum(stages.values()) <= record.case_wall_s
+    assert stages["measure_s"] > 0
+
+    stage_nan = {column: None for column, _ in STAGE_COLUMNS}
+    frame = pd.DataFrame([
+        {"status": "ok", "case_wall_s": 10.0, "reference_s": 0.5, "prepare_s": 6.0, "measure_s": 1.0,
+         "count_s": 2.0, "consistency_s": None, "fd_s": 0.25},
+        {"status": "timeout", "case_wall_s": 4.0, **stage_nan},  # killed: no stages came back
+        {"status": "unavailable", "case_wall_s": 0.0, **stage_nan},
+    ])  # fmt: skip
+    text = time_breakdown(frame, {"references": 3.0, "cases": 16.0}, jobs=1)
+    first, second = text.splitlines()
+    assert first == "wall time: references 3.0 s + cases 16.0 s (--jobs 1)"
+    assert second.startswith("case time 16.0 s: prepare/compile 6.0 s (38%), cases killed before reporting "
+                             "(timeouts, crashes) 4.0 s (25%), counting pass 2.0 s (12%), ")  # fmt: skip
+    assert "between cases (fork, dispatch, writing) 2.0 s" in second
+    assert "start-up and set-up 0.2 s" in second  # 10 - 9.75
+    assert "discrete-backprop twin" not in second  # never reached: not shown
+
+
+@pytest.mark.parametrize("method", ["odebench.forward", "diffrax.forward"])
+def test_forward_mode_over_max_inputs_is_skipped_with_the_reason(method):
+    """A forward-mode method declines a problem with more inputs than max_inputs: the
+    record says skipped and why, and nothing is prepared (no compile, no timeout)."""
+    from odebench.runner._measure import run_case
+
+    suite = parse_suite({
+        "name": "skip", "problems": [{"name": "linear", "params": {"dim": 4}}],
+        "methods": [{"name": method, "params": {"max_inputs": 19}}], "tolerances": [1e-5],
+    })  # fmt: skip
+    (case,) = suite.cases()
+    record = run_case(case, suite.settings, "r", "skip")
+    assert record.status == "skipped"
+    assert "20 inputs (state 4, parameters 16) exceed max_inputs=19" in record.error
+    assert record.prepare_s is None

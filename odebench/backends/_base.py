@@ -240,6 +240,17 @@ class Method(ABC):
             return f"{self.name} does not run on {device} (it runs on {', '.join(self.devices)})"
         return None
 
+    def skip_reason(self, problem) -> str | None:
+        """Why this method, as configured, declines ``problem`` (``skipped``), or None: a
+        forward-mode method refuses more inputs than its ``max_inputs``, since its cost
+        grows with them."""
+        limit = self.params.get("max_inputs")
+        inputs = problem.n_state + problem.n_params
+        if limit is not None and inputs > limit:
+            return (f"{inputs} inputs (state {problem.n_state}, parameters {problem.n_params}) exceed "
+                    f"max_inputs={limit}; forward mode costs one JVP per input")  # fmt: skip
+        return None
+
     @abstractmethod
     def prepare(self, problem, spec: CaseSpec) -> Prepared:
         """Build the computation for one case (imports the library; may compile)."""

@@ -40,8 +40,13 @@ host callback (see :class:`~odebench.backends._jax.EvalTally`):
   (recursive_checkpoint, direct).
 
 No count is None. A solve that reaches ``max_steps`` or the minimum step size raises the
-solver core's ``MaxStepsExceeded`` / ``StepSizeUnderflow`` (diffrax's ``throw=True``); a
-fixed-step solve that produces NaN raises ``NonFiniteSolution``.
+solver core's ``MaxStepsExceeded`` / ``StepSizeUnderflow``; a fixed-step solve that
+produces NaN raises ``NonFiniteSolution``. The timed build solves with ``throw=False`` and
+returns diffrax's result as flags that are checked in Python after each forward pass:
+``throw=True`` adds equinox's runtime-error host callback, which keeps XLA's persistent
+compilation cache from storing the gradient's halves. A backward solve (backsolve's adjoint
+solve) has no result to return, so its failure is caught by the counting build, which runs
+the same computation with ``throw=True`` in every case (the runner always counts).
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ SOLVERS: dict[str, str] = {
 
 _EQX_MESSAGE = re.compile(r"EquinoxRuntimeError: (.+)")
 _FAILURES = (("maximum number of solver steps", "MaxStepsExceeded"), ("minimum step size", "StepSizeUnderflow"))
+#: diffrax's failed results that the timed build returns as flags, named as in ``diffrax.RESULTS``
+_RESULTS = ("max_steps_reached", "dt_min_reached")
 
 
 @functools.cache
@@ -139,16 +146,21 @@ class _DiffraxPrepared(JaxPrepared):
         t0, t1 = jp.t[0], jp.t[-1]
         adjoint, dt0, max_steps = self.method.adjoint(), self.dt0, self.max_steps
 
+        # Only the counting build throws (module docstring): it checks the backward solve.
+        throw = tally is not None
+
         def loss(y0, params):
             sol = diffrax.diffeqsolve(
                 term, solver, t0, t1, dt0, y0, args=params, saveat=saveat, stepsize_controller=controller,
-                adjoint=adjoint, max_steps=max_steps, throw=True,
+                adjoint=adjoint, max_steps=max_steps, throw=throw,
             )  # fmt: skip
             aux = {
                 "finite": jnp.all(jnp.isfinite(sol.ys)),
                 "accepted": sol.stats["num_accepted_steps"],
                 "rejected": sol.stats["num_rejected_steps"],
+                "successful": sol.result == diffrax.RESULTS.successful,
             }
+            aux.update({key: sol.result == getattr(diffrax.RESULTS, key) for key in _RESULTS})
             return jp.loss(sol.ys), aux
 
         return loss
@@ -164,6 +176,19 @@ class _DiffraxPrepared(JaxPrepared):
             rejected_backward=backward["rejected"],
         )
 
+    def check(self, aux: Mapping[str, Any]) -> None:
+        if not bool(aux["successful"]):
+            import diffrax
+
+            failed = [key for key in _RESULTS if bool(aux[key])]
+            message = diffrax.RESULTS[getattr(diffrax.RESULTS, failed[0])] if failed else "the solve did not succeed"
+            raise self._error(str(message))
+        super().check(aux)
+
+    def _error(self, message: str) -> Exception:
+        kind = next((k for text, k in _FAILURES if text in message), "SolverError")
+        return solver_error(kind, f"{self.label}: {message} (max_steps={self.max_steps})")
+
     @contextmanager
     def failures(self):
         try:
@@ -172,9 +197,7 @@ class _DiffraxPrepared(JaxPrepared):
             found = _EQX_MESSAGE.search(str(exc))
             if found is None:
                 raise
-            message = found.group(1).strip()
-            kind = next((k for text, k in _FAILURES if text in message), "SolverError")
-            raise solver_error(kind, f"{self.label}: {message} (max_steps={self.max_steps})") from exc
+            raise self._error(found.group(1).strip()) from exc
 
 
 class _Diffrax(Method):

@@ -96,10 +96,10 @@ def enable_compilation_cache(jax) -> None:
     """XLA's persistent compilation cache under the odebench cache (``$ODEBENCH_CACHE/jax``):
     a worker process loads what an earlier one compiled instead of compiling again.
 
-    Measured on ``neural_mlp`` with ``diffrax.backsolve``: the small jitted helpers hit it,
-    but the two halves of the gradient (about 4 s of XLA compilation each) miss it in every
-    new process, and tracing diffrax costs as much again, so ``compile_time_s`` stays about
-    15 s. Compile time is recorded apart from the timed samples either way."""
+    Only computations without host callbacks are stored: the timed gradient halves (diffrax
+    solves them with ``throw=False`` for this reason) and the helpers, not the counting
+    build. Tracing is not cached: on ``neural_mlp`` with ``diffrax.backsolve`` a warm case
+    still spends about 3 s in ``prepare`` (``compile_time_s``) against 4-5 s cold."""
     from ..problems._reference import cache_dir
 
     if jax.config.jax_compilation_cache_dir is None:
@@ -224,8 +224,9 @@ class JaxPrepared(Prepared):
         """A context that turns the library's runtime errors into the solver core's."""
         return contextlib.nullcontext()
 
-    def _require_finite(self, finite) -> None:
-        if not bool(finite):
+    def check(self, aux: Mapping[str, Any]) -> None:
+        """Raise the solver core's error if the forward pass's ``aux`` says the solve failed."""
+        if not bool(aux["finite"]):
             raise solver_error("NonFiniteSolution", f"{self.label}: the solution contains NaN or Inf")
 
     def forward(self):
@@ -233,7 +234,7 @@ class JaxPrepared(Prepared):
             loss, pullback, aux = self.timed.forward(self.jp.y0, self.jp.params)
             self._last = loss, pullback
             # Blocks, as the sync after it would: a fixed-step solve runs on through NaN.
-            self._require_finite(aux["finite"])
+            self.check(aux)
         return loss, pullback
 
     def backward(self, state):
@@ -272,7 +273,7 @@ class JaxPrepared(Prepared):
             self._loss = jp.jax.jit(self.loss_fn(None))
         with self.failures():
             loss, aux = self._loss(jp.array(y0), {k: jp.array(params[k]) for k in jp.params})
-            self._require_finite(aux["finite"])
+            self.check(aux)
         return float(loss)
 
     def device_handle(self):

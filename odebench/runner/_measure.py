@@ -155,93 +155,130 @@ def _device_reason(method: Method, device: str) -> str | None:
     return None
 
 
+#: the stages of a case that get a column of their own, as (column, what it covers); the
+#: rest of ``case_wall_s`` is building the problem and the method
+STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("reference_s", "reading (or computing) the reference gradient, fingerprint included"),
+    ("prepare_s", "the method's prepare: JIT compilation included"),
+    ("measure_s", "first call, memory probe, warm-up and the timed repeats"),
+    ("count_s", "the counting pass"),
+    ("consistency_s", "the discrete-backprop twin"),
+    ("fd_s", "the finite-difference check"),
+)
+
+
+class _Stages:
+    """The stage a case is in (named in its error, if it fails there) and the seconds spent
+    in each stage that has a column (:data:`STAGE_COLUMNS`)."""
+
+    def __init__(self, fields: dict[str, Any]):
+        self.fields = fields
+        self.name, self.column, self.since = "building the problem", None, time.perf_counter()
+
+    def __call__(self, name: str, column: str | None = None) -> None:
+        now = time.perf_counter()
+        if self.column is not None:
+            self.fields[self.column] = self.fields.get(self.column, 0.0) + now - self.since
+        self.name, self.column, self.since = name, column, now
+
+
 def run_case(case: Case, settings: Settings, run_id: str, suite: str) -> Record:
     """Measure one case; every failure becomes the record's status and message."""
     started = time.perf_counter()
     fields = base_record(case, run_id, suite)
     fields["repeats"] = settings.repeats
-    stage = "building the problem"
+    stage = _Stages(fields)
     try:
-        from ..problems import get_problem, reference_gradient
-
-        problem = get_problem(case.problem.name, dict(case.problem.params))
-        fields.update(n_state=problem.n_state, n_params=problem.n_params, n_save_times=int(problem.t.size))
-        stage = "configuring the method"
-        method = make_method(case.method.name, case.method.params)
-        fields["backend"] = method.library
-        fields["solver"] = str(method.params.get("solver", ""))
-        reason = method.unavailable_reason(case.device, problem) or _device_reason(method, case.device)
-        if reason:
-            return finish({**fields, "status": "unavailable", "error": reason}, started)
-        # Every case, whatever its library: the reference's fingerprint may evaluate the
-        # problem in torch (a closed form NumPy lacks), and a torch op that reaches for the
-        # OpenMP pool the fork server started hangs forever in the forked worker (libgomp is
-        # not fork-safe): seen as every diffrax case of suites/quick.yaml timing out.
-        import torch
-
-        torch.set_num_threads(settings.threads)
-        stage = "computing the reference gradient"
-        reference = reference_gradient(problem)
-        fields.update(reference=reference.kind, reference_err=reference.error_estimate)
-        stage = "preparing the method"
-        spec = CaseSpec(case.tolerance.rtol, case.tolerance.atol, case.dtype, case.device, case.seed)
-        try:
-            prepared = method.prepare(problem, spec)
-        except DeviceUnavailable as exc:
-            return finish({**fields, "status": "unavailable", "error": str(exc)}, started)
-
-        stage = "the first forward and backward pass"
-        t0 = time.perf_counter()
-        state = prepared.backward(prepared.forward())
-        prepared.sync()
-        first_call = time.perf_counter() - t0
-        outcome = prepared.outcome(state)
-        del state
-        fields["loss"] = outcome.loss
-        if not _finite(outcome):
-            return finish({**fields, "status": "diverged", "error": "NaN or Inf in the loss or the gradient"}, started)
-
-        # Peak memory after the first call, so that one-time costs (lazy imports, BLAS
-        # buffers, allocator pools) stay out of it; in a fresh process, so nothing else is in.
-        stage = "measuring peak memory"
-        probe = MemoryProbe(prepared.memory_source, torch=prepared.torch_module(), device=prepared.device_handle())
-        with probe:
-            prepared.backward(prepared.forward())
-            prepared.sync()
-        fields.update(peak_memory_bytes=probe.result.peak_bytes, memory_source=probe.result.source)
-
-        stage = "warm-up"
-        for _ in range(settings.warmup):
-            prepared.backward(prepared.forward())
-            prepared.sync()
-        stage = "timing"
-        fwd, bwd, tot = _timed(prepared, settings.repeats)
-        median = float(np.median(tot))
-        compile_time = prepared.compile_time_s if prepared.compile_time_s is not None else max(0.0, first_call - median)
-        fields.update(
-            time_forward_s=float(np.median(fwd)), time_backward_s=float(np.median(bwd)), time_total_s=median,
-            time_total_iqr_s=float(np.percentile(tot, 75) - np.percentile(tot, 25)), time_samples_s=tot,
-            compile_time_s=compile_time,
-        )  # fmt: skip
-
-        stage = "counting evaluations"
-        counts = prepared.count()
-        fields.update({k: getattr(counts, k) for k in (
-            "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "rejected_forward", "rejected_backward")})  # fmt: skip
-
-        stage = "comparing with the reference"
-        g, directions = _flat(problem, outcome)
-        ref = reference.flat if directions is None else directions @ reference.flat
-        fields.update(_compare(g, ref))
-        stage = "checking consistency with discrete backprop"
-        fields["consistency_err"], fields["consistency_method"] = _consistency(method, problem, spec, g, directions)
-        if settings.fd_check and directions is None:
-            stage = "checking against finite differences"
-            fields["fd_err"] = _fd_agreement(prepared, problem, g, case.seed)
-        return finish({**fields, "status": "ok"}, started)
+        fields.update(_measure(case, settings, fields, stage))
     except Exception as exc:  # noqa: BLE001 - failure is data: the record says what went wrong
         oom = "out of memory: " if isinstance(exc, MemoryError) else ""
-        return finish({**fields, "status": classify(exc), "error": f"{stage}: {oom}{describe(exc)}"}, started)
+        fields.update(status=classify(exc), error=f"{stage.name}: {oom}{describe(exc)}")
+    stage("done")
+    return finish(fields, started)
+
+
+def _measure(case: Case, settings: Settings, fields: dict[str, Any], stage: _Stages) -> dict[str, Any]:
+    """The body of :func:`run_case`: fills ``fields`` and returns the status (and error)."""
+    from ..problems import get_problem, reference_gradient
+
+    problem = get_problem(case.problem.name, dict(case.problem.params))
+    fields.update(n_state=problem.n_state, n_params=problem.n_params, n_save_times=int(problem.t.size))
+    stage("configuring the method")
+    method = make_method(case.method.name, case.method.params)
+    fields["backend"] = method.library
+    fields["solver"] = str(method.params.get("solver", ""))
+    reason = method.unavailable_reason(case.device, problem) or _device_reason(method, case.device)
+    if reason:
+        return {"status": "unavailable", "error": reason}
+    reason = method.skip_reason(problem)
+    if reason:
+        return {"status": "skipped", "error": reason}
+    # Every case, whatever its library: the reference's fingerprint may evaluate the
+    # problem in torch (a closed form NumPy lacks), and a torch op that reaches for the
+    # OpenMP pool the fork server started hangs forever in the forked worker (libgomp is
+    # not fork-safe): seen as every diffrax case of suites/quick.yaml timing out.
+    import torch
+
+    torch.set_num_threads(settings.threads)
+    stage("computing the reference gradient", "reference_s")
+    reference = reference_gradient(problem)
+    fields.update(reference=reference.kind, reference_err=reference.error_estimate)
+    stage("preparing the method", "prepare_s")
+    spec = CaseSpec(case.tolerance.rtol, case.tolerance.atol, case.dtype, case.device, case.seed)
+    try:
+        prepared = method.prepare(problem, spec)
+    except DeviceUnavailable as exc:
+        return {"status": "unavailable", "error": str(exc)}
+
+    stage("the first forward and backward pass", "measure_s")
+    t0 = time.perf_counter()
+    state = prepared.backward(prepared.forward())
+    prepared.sync()
+    first_call = time.perf_counter() - t0
+    outcome = prepared.outcome(state)
+    del state
+    fields["loss"] = outcome.loss
+    if not _finite(outcome):
+        return {"status": "diverged", "error": "NaN or Inf in the loss or the gradient"}
+
+    # Peak memory after the first call, so that one-time costs (lazy imports, BLAS
+    # buffers, allocator pools) stay out of it; in a fresh process, so nothing else is in.
+    stage("measuring peak memory", "measure_s")
+    probe = MemoryProbe(prepared.memory_source, torch=prepared.torch_module(), device=prepared.device_handle())
+    with probe:
+        prepared.backward(prepared.forward())
+        prepared.sync()
+    fields.update(peak_memory_bytes=probe.result.peak_bytes, memory_source=probe.result.source)
+
+    stage("warm-up", "measure_s")
+    for _ in range(settings.warmup):
+        prepared.backward(prepared.forward())
+        prepared.sync()
+    stage("timing", "measure_s")
+    fwd, bwd, tot = _timed(prepared, settings.repeats)
+    median = float(np.median(tot))
+    compile_time = prepared.compile_time_s if prepared.compile_time_s is not None else max(0.0, first_call - median)
+    fields.update(
+        time_forward_s=float(np.median(fwd)), time_backward_s=float(np.median(bwd)), time_total_s=median,
+        time_total_iqr_s=float(np.percentile(tot, 75) - np.percentile(tot, 25)), time_samples_s=tot,
+        compile_time_s=compile_time,
+    )  # fmt: skip
+
+    stage("counting evaluations", "count_s")
+    counts = prepared.count()
+    fields.update({k: getattr(counts, k) for k in (
+        "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "rejected_forward", "rejected_backward")})  # fmt: skip
+
+    stage("comparing with the reference")
+    g, directions = _flat(problem, outcome)
+    ref = reference.flat if directions is None else directions @ reference.flat
+    fields.update(_compare(g, ref))
+    stage("checking consistency with discrete backprop", "consistency_s")
+    fields["consistency_err"], fields["consistency_method"] = _consistency(method, problem, spec, g, directions)
+    if settings.fd_check and directions is None:
+        stage("checking against finite differences", "fd_s")
+        fields["fd_err"] = _fd_agreement(prepared, problem, g, case.seed)
+    return {"status": "ok"}
 
 
 def compute_reference(problem_name: str, params: dict[str, Any], threads: int = 1) -> dict[str, Any]:

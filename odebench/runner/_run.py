@@ -49,6 +49,9 @@ class RunResult:
     records: list[Record]
     expectation_failures: list[str] = field(default_factory=list)
     interrupted: bool = False
+    #: wall seconds of this invocation's phases: ``references`` (local executor) and ``cases``
+    phases: dict[str, float] = field(default_factory=dict)
+    jobs: int = 1
 
     @property
     def exit_code(self) -> int:
@@ -274,9 +277,13 @@ def run_suite(
         }
         store.write_info(info)
         execute = _execute_local if executor == "local" else _execute_submitit
-        interrupted = _record(store, info, execute(suite, todo, run_id, path, jobs), Progress(len(todo), progress))
+        phases: dict[str, float] = {}
+        info["phases_s"] = phases  # written with run.json when the run ends
+        interrupted = _record(
+            store, info, execute(suite, todo, run_id, path, jobs, phases), Progress(len(todo), progress)
+        )
 
-    result = RunResult(path=path, records=store.ordered(), interrupted=interrupted)
+    result = RunResult(path=path, records=store.ordered(), interrupted=interrupted, phases=phases, jobs=jobs)
     if not interrupted:
         from ._expect import check_expectations
 
@@ -354,8 +361,9 @@ def _finish(store: ResultsStore, info: dict[str, Any], interrupted: bool) -> Non
     store.write_info(info)
 
 
-def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, jobs: int):
-    """Reference gradients first (one isolated job per problem instance), then the cases."""
+def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, jobs: int, phases: dict[str, float]):
+    """Reference gradients first (one isolated job per problem instance, ``jobs`` at once),
+    then the cases; the wall seconds of each phase go into ``phases``."""
     from ._measure import base_record, compute_reference, finish, run_case
     from ._worker import ProcessPool
 
@@ -377,6 +385,7 @@ def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, job
     def job(fn: Callable, args: tuple) -> tuple[Callable, tuple]:
         return (fn, args) if served is None else (call_serving, (served, fn, args))
 
+    started = time.perf_counter()
     pool = ProcessPool(_preload(ready), jobs=jobs)
     try:
         problems = list(dict.fromkeys(c.problem for c in ready))
@@ -388,6 +397,8 @@ def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, job
                 if result.status == "timeout":  # the pool names timeout_s; a reference has its own setting
                     error = f"exceeded reference_timeout_s={settings.reference_timeout_s:g} (worker killed)"
                 ref_errors[result_key] = (result.status, f"reference gradient: {error}")
+        phases["references"] = time.perf_counter() - started
+        started = time.perf_counter()
         for case, result in _drain(pool, ready, lambda c: job(run_case, (c, settings, run_id, suite.name)),
                                    settings.timeout_s, settings.memory_limit_mb,
                                    skip=lambda c: ref_errors.get(c.problem)):  # fmt: skip
@@ -398,6 +409,8 @@ def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, job
                 fields.update(status=result.status, error=result.error, repeats=settings.repeats)
                 yield case, finish(fields, time.perf_counter() - result.seconds)
     finally:
+        if "references" in phases:
+            phases["cases"] = time.perf_counter() - started
         pool.shutdown()
 
 
@@ -420,7 +433,11 @@ def _drain(pool, items: list, job: Callable, timeout_s: float, memory_limit_mb, 
             yield item, result
 
 
-def _execute_submitit(suite: Suite, cases: list[Case], run_id: str, path: Path, jobs: int):
+def _execute_submitit(suite: Suite, cases: list[Case], run_id: str, path: Path, jobs: int, phases: dict[str, float]):
     from ._slurm import execute_submitit
 
-    yield from execute_submitit(suite, cases, run_id, path)
+    started = time.perf_counter()
+    try:
+        yield from execute_submitit(suite, cases, run_id, path)
+    finally:
+        phases["cases"] = time.perf_counter() - started  # each job computes its own reference

@@ -64,10 +64,44 @@ def summary_text(frame) -> str:
     return "\n".join(blocks)
 
 
+def time_breakdown(frame, phases: dict[str, float], jobs: int = 1) -> str:
+    """Where a run's time went: this invocation's phases, then the cases' time by stage,
+    summed over the cases (and so over ``jobs`` workers), largest first."""
+    from ._measure import STAGE_COLUMNS
+
+    names = {
+        "measure_s": "timed measurement", "prepare_s": "prepare/compile", "count_s": "counting pass",
+        "consistency_s": "discrete-backprop twin", "fd_s": "finite differences", "reference_s": "reference read",
+    }  # fmt: skip
+    lines = []
+    if phases:
+        wall = " + ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+        lines.append(f"wall time: {wall} (--jobs {jobs})")
+    total = float(frame["case_wall_s"].sum(skipna=True)) if "case_wall_s" in frame else 0.0
+    if total <= 0:
+        return "\n".join(lines)
+    columns = [column for column, _ in STAGE_COLUMNS]
+    parts = {names[column]: float(frame[column].sum(skipna=True)) for column in columns}
+    # A case killed from outside (timeout, crash) reports no stages: its time is its own part.
+    killed = frame[columns].isna().all(axis=1) & (frame["status"] != "unavailable")
+    parts["cases killed before reporting (timeouts, crashes)"] = float(frame.loc[killed, "case_wall_s"].sum())
+    parts["start-up and set-up"] = max(0.0, total - sum(parts.values()))
+    if "cases" in phases:
+        parts["between cases (fork, dispatch, writing)"] = max(0.0, phases["cases"] * jobs - total)
+        total = max(total, phases["cases"] * jobs)
+    shown = ", ".join(f"{name} {s:.1f} s ({100 * s / total:.0f}%)" for name, s in
+                      sorted(parts.items(), key=lambda item: -item[1]) if s >= 0.05)  # fmt: skip
+    lines.append(f"case time {total:.1f} s: {shown}")
+    return "\n".join(lines)
+
+
 def print_summary(result, suite, file=None) -> None:
     file = file or sys.stdout
     print(f"\n{suite.name}: {len(result.records)} cases in {result.path}", file=file)
-    print(summary_text(result.frame()), file=file)
+    frame = result.frame()
+    print(summary_text(frame), file=file)
+    if result.records:
+        print(time_breakdown(frame, result.phases, result.jobs), file=file)
     for failure in result.expectation_failures:
         print(f"EXPECTATION FAILED {failure}", file=file)
     if suite.expect and not result.expectation_failures and not result.interrupted:
