@@ -20,13 +20,16 @@ def _torch():
 @pytest.fixture(autouse=True)
 def _strict_torch():
     torch = _torch()
+    previous = None
     if torch is not None:
+        previous = torch.get_default_dtype(), torch.get_num_threads()
         torch.set_num_threads(1)
         # Tests must not depend on the default dtype: each one states its own.
         torch.set_default_dtype(torch.float64)
     yield
-    if torch is not None:
-        torch.set_default_dtype(torch.float32)
+    if torch is not None and previous is not None:
+        torch.set_default_dtype(previous[0])  # what it was, not what it usually is
+        torch.set_num_threads(previous[1])
 
 
 def cuda_available() -> bool:
@@ -56,6 +59,7 @@ SLOW = {
         "test_a_jax_model_has_a_tight_reference_and_a_gradcheck",
         "test_from_jax_module_and_function_get_the_analytic_gradient",
         "test_benchmark_runs_from_a_script_without_a_main_guard",
+        "test_the_readme_takes_a_module_to_a_report_in_under_ten_lines",
     },
     "test_reference.py": {
         "test_default_references_are_right_and_quick",

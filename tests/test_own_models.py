@@ -221,3 +221,19 @@ def test_benchmark_rejects_bad_input_naming_the_key():
         odebench.benchmark(problem, ["nope"])
     with pytest.raises(UsageError, match=r"settings.repeats"):
         odebench.benchmark(problem, ["odebench.backprop"], repeats=0)
+
+
+def test_the_readme_takes_a_module_to_a_report_in_under_ten_lines(tmp_path):
+    """The README's block, run as it stands: a torch module, every method, a report."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    start = readme.index("```python\nimport odebench, odebench.report, torch\n") + len("```python\n")
+    block = readme[start : readme.index("```", start)]
+    assert len([line for line in block.splitlines() if line.strip()]) < 10
+    (tmp_path / "mine.py").write_text(block)
+    done = subprocess.run([sys.executable, "mine.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = odebench.load_results(tmp_path / "results" / "mine")
+    torch_methods = frame[frame["backend"].isin(["odebench", "torchdiffeq", "torchode"])]
+    assert len(torch_methods) >= 10 and (torch_methods["status"] == "ok").all(), torch_methods[["method", "error"]]
+    assert (frame.loc[frame["backend"] == "diffrax", "status"] == "unavailable").all()
+    assert "Which method to use" in (tmp_path / "reports" / "mine" / "report.md").read_text()

@@ -436,6 +436,26 @@ def test_float32_error_floor_is_no_finding():
     assert [f.kind for f in find_findings(frame)] == ["tolerance"] * 3
 
 
+@pytest.mark.parametrize(("dtype", "lines"), [("float32", [1e-5]), ("float64", [])])
+def test_the_float32_error_floor_is_drawn_in_error_panels(dtype, lines):
+    """A float32 error panel carries the floor as a named dashed line; float64's is too low to matter."""
+    from matplotlib.figure import Figure
+
+    from odebench.report._figures import Layout, Panel, _paint
+    from odebench.report._style import assign_styles
+
+    frame = synthetic_frame(problems=CLEAN_PROBLEMS, failures=False).assign(dtype=dtype, series=lambda f: f["method"])
+    styles = assign_styles((name, "discrete") for name in frame["series"].unique())
+    ax = Figure().subplots()
+    _paint(ax, Panel("p", frame, "rtol", "grad_rel_err", "rtol", "error"), Layout(1), styles)
+    flat = [line.get_ydata()[0] for line in ax.get_lines() if line.get_gid() == "error-floor"]
+    assert flat == lines
+    assert [t.get_text() for t in ax.texts] == [f"{dtype} error floor"] * len(lines)
+    ax = Figure().subplots()  # a time axis is no error axis
+    _paint(ax, Panel("p", frame, "rtol", "time_total_s", "rtol", "s"), Layout(1), styles)
+    assert not ax.texts
+
+
 def test_finite_differences_are_no_contender():
     frame = synthetic_frame(
         problems=CLEAN_PROBLEMS, methods=[*DEFAULT_METHODS, ("fd.central", {"solver": "dopri5"})], failures=False
