@@ -21,6 +21,14 @@ from ._stats import SolveStats
 _ENGINE = getattr(torch.autograd.Variable, "_execution_engine", None)
 
 
+def _concat_flat(tensors) -> torch.Tensor:
+    """``torch.cat([x.reshape(-1) for x in tensors])`` (one call where torch has it in C++)."""
+    return torch.cat([x.reshape(-1) for x in tensors])
+
+
+_concat_flat = getattr(torch._C._nn, "flatten_dense_tensors", _concat_flat)
+
+
 def _vjp_engine(outputs, grad_outputs, inputs):
     """``torch.autograd.grad(outputs, inputs, grad_outputs, allow_unused=True)``, leaner.
 
@@ -31,7 +39,10 @@ def _vjp_engine(outputs, grad_outputs, inputs):
     An input the outputs do not depend on gets ``None`` (a zero VJP, materialised by the
     caller), also when no output depends on any input (a field that ignores the state).
     """
-    if not any(out.requires_grad for out in outputs):
+    for out in outputs:
+        if out.requires_grad:
+            break
+    else:
         return (None,) * len(inputs)
     if _ENGINE is not None:
         return _ENGINE.run_backward(outputs, grad_outputs, False, False, inputs, True, accumulate_grad=False)
@@ -62,6 +73,7 @@ class Counted:
     def __init__(self, func, shape: torch.Size, stats: SolveStats):
         self.func = func
         self.shape = shape
+        self.dims = tuple(shape)
         self.flat = len(shape) == 1
         self.stats = stats
         self.phase = "forward"
@@ -81,10 +93,17 @@ class Counted:
             self._checked = True
         return out
 
+    def unflat(self, y: torch.Tensor) -> torch.Tensor:
+        """A flat state as a view of the user's shape (``view(*ints)`` parses faster than
+        ``view(torch.Size)``, which matters at a few microseconds per evaluation)."""
+        if self.flat:
+            return y
+        return y.view(*self.dims) if self.dims else y.view(())
+
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         if self.flat:
             return self.shaped(t, y)
-        return self.shaped(t, y.view(self.shape)).reshape(-1)
+        return self.shaped(t, self.unflat(y)).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -130,17 +149,33 @@ class _Mode:
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``f(t, y)`` and ``-a^T df/d(y, params)``, each part flattened (the
         parameter parts alone with ``state=False``)."""
-        shape = self.fn.shape
+        fn = self.fn
         with torch.enable_grad():
-            yv = y.view(shape).detach().requires_grad_(state)
-            f = self.fn.shaped(t, yv)
+            yv = fn.unflat(y).detach().requires_grad_(state)
+            f = fn.shaped(t, yv)
             inputs = (yv, *self.diff_params) if state else self.diff_params
-            grads = _vjp_engine((f,), (minus_a.view(shape),), inputs) if inputs else ()
+            grads = _vjp_engine((f,), (fn.unflat(minus_a),), inputs) if inputs else ()
         if self._zeros is None:
             self._zeros = [torch.zeros(size, dtype=y.dtype, device=y.device) for size in self.part_sizes]
         zeros = self._zeros if state else self._zeros[1:]
         parts = [z if g is None else g.reshape(-1) for g, z in zip(grads, zeros, strict=True)]
         return f.detach().reshape(-1), parts
+
+    def _vjp_flat(self, t: float, y: torch.Tensor, minus_a: torch.Tensor, *, with_f: bool) -> torch.Tensor:
+        """``-a^T df/d(y, params)`` as one flat tensor, led by ``f(t, y)`` with ``with_f``:
+        the right-hand side of an augmented adjoint state, in one concatenation."""
+        fn = self.fn
+        with torch.enable_grad():
+            yv = fn.unflat(y).detach().requires_grad_(True)
+            f = fn.shaped(t, yv)
+            grads = _vjp_engine((f,), (fn.unflat(minus_a),), (yv, *self.diff_params))
+        for g in grads:
+            if g is None:  # a part the field does not depend on: a zero VJP
+                if self._zeros is None:
+                    self._zeros = [torch.zeros(size, dtype=y.dtype, device=y.device) for size in self.part_sizes]
+                grads = [z if g is None else g for g, z in zip(grads, self._zeros, strict=True)]
+                break
+        return _concat_flat((f.detach(), *grads) if with_f else grads)
 
     def _split_params(self, flat: torch.Tensor) -> list[torch.Tensor | None]:
         out: list[torch.Tensor | None] = [None] * len(self.params)
@@ -184,13 +219,13 @@ class Backsolve(_Mode):
         norm = ErrorNorm(sizes, n_included=2 if self.seminorm else None, device=ys[0].device, dtype=ys[0].dtype)
 
         def augmented(t, z):
-            f, parts = self._vjp(t, z[:n], -z[n : 2 * n])
-            return torch.cat([f, *parts])
+            return self._vjp_flat(t, z[:n], -z[n : 2 * n], with_f=True)
 
         z = torch.cat([ys[-1], grad_ys[-1], ys[0].new_zeros(sum(self.param_sizes))])
         h = None
         for i in range(len(ts) - 1, 0, -1):
-            result = self.integ_back.solve(augmented, z, [ts[i], ts[i - 1]], norm, h0=h)
+            # The field reads (y, a); the parameter gradient is carried along.
+            result = self.integ_back.solve(augmented, z, [ts[i], ts[i - 1]], norm, h0=h, reads=2 * n)
             self._count("backward", result)
             h, z = result.h_next, result.ys[-1]
             z = torch.cat([ys[i - 1], z[n : 2 * n] + grad_ys[i - 1], z[2 * n :]])
@@ -225,7 +260,7 @@ class Checkpoint(_Taped):
         saves: dict[int, list[tuple[int, float | None]]] = defaultdict(list)
         for idx, (j, theta) in enumerate(tape.save_steps, start=1):
             saves[j].append((idx, theta))
-        pgrads = [torch.zeros_like(p) for p in self.diff_params]
+        pgrads: list[torch.Tensor | None] = [None] * len(self.diff_params)  # summed over segments
         a = None
         for first, last in reversed(tape.segments()):
             with torch.enable_grad():
@@ -244,15 +279,15 @@ class Checkpoint(_Taped):
                 if not outs:
                     a = torch.zeros_like(y_start)
                     continue
-                grads = torch.autograd.grad(outs, [y_start, *self.diff_params], gouts, allow_unused=True)
+                grads = _vjp_engine(tuple(outs), tuple(gouts), (y_start, *self.diff_params))
             a = grads[0] if grads[0] is not None else torch.zeros_like(y_start)
             for k, g in enumerate(grads[1:]):
                 if g is not None:
-                    pgrads[k] += g
+                    pgrads[k] = g if pgrads[k] is None else pgrads[k] + g  # not in place: g may alias
             self.stats.steps_backward += last - first
         out: list[torch.Tensor | None] = [None] * len(self.params)
         for k, i in enumerate(self.diff):
-            out[i] = pgrads[k]
+            out[i] = torch.zeros_like(self.params[i]) if pgrads[k] is None else pgrads[k]
         return a + grad_ys[0], out
 
 
@@ -317,8 +352,7 @@ class Interpolated(_Taped):
         trajectory = _Trajectory(self.integ, self.tape, self.fn, direction)
 
         def adjoint(t, z):
-            _, parts = self._vjp(t, trajectory(t), -z[:n])
-            return torch.cat(parts)
+            return self._vjp_flat(t, trajectory(t), -z[:n], with_f=False)
 
         z = grad_ys.new_zeros(n + sum(self.param_sizes))
         h = None
@@ -326,7 +360,7 @@ class Interpolated(_Taped):
             if i is not None:
                 z = torch.cat([z[:n] + grad_ys[i], z[n:]])
             if span is not None:
-                result = self.integ_back.solve(adjoint, z, span, norm, h0=h)
+                result = self.integ_back.solve(adjoint, z, span, norm, h0=h, reads=n)
                 self._count("backward", result)
                 h, z = result.h_next, result.ys[-1]
         return z[:n], self._split_params(z[n:])

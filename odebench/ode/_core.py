@@ -91,13 +91,14 @@ class ErrorNorm:
             q = q[: self.length]
         if len(self.sizes) <= 1:
             return float(torch.linalg.vector_norm(q)) * self.inv_sqrt
-        means = torch.segment_reduce(q * q, "mean", lengths=self.lengths)
+        # unsafe: the lengths are ours and sum to the length (the check costs more than the sum).
+        means = torch.segment_reduce(q * q, "mean", lengths=self.lengths, unsafe=True)
         return math.sqrt(float(means.max()))
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
-    """One Runge-Kutta step from ``y`` at ``t`` with size ``h``; ``K`` holds the stages as columns."""
+    """One Runge-Kutta step from ``y`` at ``t`` with size ``h``; ``K`` holds the stages as rows."""
 
     t: float
     h: float
@@ -105,6 +106,54 @@ class Step:
     y1: torch.Tensor
     K: torch.Tensor
     err: torch.Tensor | None
+
+
+class Stages:
+    """A stage buffer ``K`` (stages x state) and the transposed views the step's stage
+    combinations read, made once per buffer rather than sliced and transposed per stage.
+
+    ``inputs[i]`` is ``K[:i].T`` restricted to the first ``reads`` entries of the state (all
+    of it without ``reads``), except at an FSAL method's last stage, whose input is the
+    whole new state; ``KT`` is ``K.T``.
+    """
+
+    __slots__ = ("K", "KT", "inputs")
+
+    def __init__(self, stages: int, y: torch.Tensor, reads: int | None = None, fsal: bool = False):
+        n = y.shape[0]
+        self.K = K = y.new_empty((stages, n))
+        r = n if reads is None else reads
+        # as_strided gives K[:i, :r].T (same strides) in one call instead of three
+        self.inputs = [K.as_strided((n if fsal and i == stages - 1 else r, i), (1, n)) for i in range(stages)]
+        self.KT = K.as_strided((n, stages), (1, n))
+
+
+class StagePool:
+    """Two stage buffers used in turn by a solve's steps made without a graph.
+
+    A step writes the buffer that does not hold ``k1`` (the last step's FSAL stage), so
+    ``k1`` survives a rejected step; :meth:`accept` swaps them. A step's stages stay valid
+    until the step after next, which is all a solve loop (and its ``on_step`` hook) needs.
+    ``reads`` (see :meth:`Integrator.solve`) is passed on to the buffers.
+    """
+
+    __slots__ = ("stages", "reads", "fsal", "buffers", "current")
+
+    def __init__(self, tableau: ButcherTableau, reads: int | None = None):
+        self.stages = tableau.stages
+        self.fsal = tableau.fsal
+        self.reads = reads
+        self.buffers: list[Stages | None] = [None, None]
+        self.current = 0
+
+    def get(self, y: torch.Tensor) -> Stages:
+        buf = self.buffers[self.current]
+        if buf is None:
+            buf = self.buffers[self.current] = Stages(self.stages, y, self.reads, self.fsal)
+        return buf
+
+    def accept(self) -> None:
+        self.current ^= 1
 
 
 class Tape:
@@ -200,7 +249,21 @@ class Integrator:
         self.exp_reject = 1.0 / k
 
     # -- one step -----------------------------------------------------------------
-    def step(self, fn: VectorField, t: float, y: torch.Tensor, h: float, k1: torch.Tensor) -> Step:
+    def step(
+        self,
+        fn: VectorField,
+        t: float,
+        y: torch.Tensor,
+        h: float,
+        k1: torch.Tensor,
+        pool: StagePool | None = None,
+        *,
+        estimate: bool = True,
+    ) -> Step:
+        """One step. Without a graph the stages go to a buffer of ``pool`` (a fresh one
+        without a pool), and with the pool's ``reads`` the stage inputs are just the state's
+        first ``reads`` entries; ``estimate=False`` skips the error estimate (a replay needs
+        none)."""
         coef, tab = self.coef, self.tableau
         s = tab.stages
         y1 = None
@@ -213,18 +276,25 @@ class Integrator:
                     y1 = yi  # the FSAL stage is evaluated at exactly y1
                 ks.append(fn(t + coef.c[i] * h, yi))
             K = torch.stack(ks)
+            KT = K.T
         else:
             # No graph: one buffer, each stage written once (same layout, so same bits).
-            K = y.new_empty((s, y.shape[0]))
+            buf = Stages(s, y, None, tab.fsal) if pool is None else pool.get(y)
+            K, inputs, a_rows, c = buf.K, buf.inputs, coef.a_rows, coef.c
+            # A field that reads only the first entries gets stage inputs of just those.
+            y_in = y if pool is None or pool.reads is None else y[: pool.reads]
             K[0] = k1
             for i in range(1, s):
-                yi = torch.addmv(y, K[:i].T, coef.a_rows[i], alpha=h)
-                if tab.fsal and i == s - 1:
-                    y1 = yi
-                K[i] = fn(t + coef.c[i] * h, yi)
+                yi = torch.addmv(y if tab.fsal and i == s - 1 else y_in, inputs[i], a_rows[i], alpha=h)
+                K[i] = fn(t + c[i] * h, yi)
+            if tab.fsal:
+                y1 = yi
+            KT = buf.KT
         if y1 is None:
-            y1 = torch.addmv(y, K.T, coef.b, alpha=h)
-        err = None if coef.b_err is None or self.control.fixed else torch.mv(K.T, coef.b_err)
+            y1 = torch.addmv(y, KT, coef.b, alpha=h)
+        err = None
+        if estimate and coef.b_err is not None and not self.control.fixed:
+            err = torch.mv(KT.detach(), coef.b_err)  # step control only: no graph
         return Step(t, h, y, y1, K, err)
 
     def dense(self, step: Step, t: float, f1: torch.Tensor | None = None) -> torch.Tensor:
@@ -238,9 +308,9 @@ class Integrator:
 
     def error_ratio(self, step: Step, norm: ErrorNorm) -> float:
         ctl = self.control
-        with torch.no_grad():
-            scale = torch.maximum(step.y.abs(), step.y1.abs()).mul_(ctl.rtol).add_(ctl.atol)
-            return norm(step.err / scale) * abs(step.h)
+        # Detached (no graph), and in place on the step's own error estimate.
+        scale = torch.maximum(step.y.detach().abs(), step.y1.detach().abs()).mul_(ctl.rtol).add_(ctl.atol)
+        return norm(step.err.div_(scale)) * abs(step.h)
 
     def initial_step(
         self,
@@ -282,17 +352,24 @@ class Integrator:
         h0: float | None = None,
         tape: Tape | None = None,
         on_step: StepHook | None = None,
+        reads: int | None = None,
     ) -> SolveResult:
         """Integrate from ``ts[0]`` through every save time; ``ts`` may decrease.
 
         ``on_step`` sees every accepted step (with ``f(t1, y1)``, evaluated for it where
         the method is not FSAL and then reused as the next step's first stage).
+        ``reads``: the field depends on the state's first ``reads`` entries only (the
+        others are carried along, as an adjoint's parameter gradient is): stage inputs
+        made without a graph are then just those entries, which saves most of the stage
+        combinations' work when the carried part is large. The field must then accept
+        either the whole state or its first ``reads`` entries.
         """
+        pool = StagePool(self.tableau, reads)
         if self.control.fixed:
-            return self._solve_fixed(fn, y0, ts, k1=k1, tape=tape, on_step=on_step)
-        return self._solve_adaptive(fn, y0, ts, norm, k1=k1, h0=h0, tape=tape, on_step=on_step)
+            return self._solve_fixed(fn, y0, ts, k1=k1, tape=tape, on_step=on_step, pool=pool)
+        return self._solve_adaptive(fn, y0, ts, norm, k1=k1, h0=h0, tape=tape, on_step=on_step, pool=pool)
 
-    def _solve_fixed(self, fn, y0, ts, *, k1, tape, on_step=None) -> SolveResult:
+    def _solve_fixed(self, fn, y0, ts, *, k1, tape, on_step, pool) -> SolveResult:
         ctl, tab = self.control, self.tableau
         span = ts[-1] - ts[0]
         h_nominal = abs(span) / ctl.n_steps if ctl.n_steps is not None else ctl.step_size
@@ -307,7 +384,8 @@ class Integrator:
                     k1 = fn(t, y)
                 if tape is not None:
                     tape.record(t, h, y)
-                step = self.step(fn, t, y, h, k1)
+                step = self.step(fn, t, y, h, k1, pool)
+                pool.accept()
                 steps += 1
                 if steps > ctl.max_steps:
                     raise MaxStepsExceeded(f"exceeded max_steps={ctl.max_steps} at t={t:.6g}")
@@ -330,7 +408,7 @@ class Integrator:
         h_out = (ts[-1] - ts[-2]) / max(1, math.ceil(abs(ts[-1] - ts[-2]) / h_nominal - 1e-9))
         return SolveResult(ys, h_next=abs(h_out), steps=steps, rejected=0, f_last=k1)
 
-    def _solve_adaptive(self, fn, y0, ts, norm, *, k1, h0, tape, on_step=None) -> SolveResult:
+    def _solve_adaptive(self, fn, y0, ts, norm, *, k1, h0, tape, on_step, pool) -> SolveResult:
         ctl, tab = self.control, self.tableau
         direction = 1.0 if ts[-1] > ts[0] else -1.0
         t, y = ts[0], y0
@@ -350,7 +428,7 @@ class Integrator:
             remaining = target - t
             clipped = exact and direction * (h - remaining) >= -1e-12 * abs(remaining)
             h_try = remaining if clipped else h
-            step = self.step(fn, t, y, h_try, k1)
+            step = self.step(fn, t, y, h_try, k1, pool)
             r = self.error_ratio(step, norm)
             if steps + rejected >= ctl.max_steps:
                 raise MaxStepsExceeded(
@@ -358,6 +436,7 @@ class Integrator:
                     "the problem may be stiff or the tolerance too tight for an explicit method"
                 )
             if r <= 1.0:  # NaN compares false: rejected
+                pool.accept()
                 t_new = target if clipped else t + h_try
                 if tape is not None:
                     tape.record(t, h_try, y)
@@ -430,7 +509,7 @@ class Integrator:
         for j in range(first, last):
             if k1 is None:
                 k1 = fn(tape.t0[j], y)
-            step = self.step(fn, tape.t0[j], y, tape.h[j], k1)
+            step = self.step(fn, tape.t0[j], y, tape.h[j], k1, estimate=False)
             if fsal:
                 k1 = step.K[-1]
             elif want_f1:
