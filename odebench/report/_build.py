@@ -31,6 +31,7 @@ from ._data import (
 from ._figures import ReportFigure, draw_figures
 from ._findings import ERROR_FLOOR, THRESHOLDS, FindingGroup, findings_in, group_findings
 from ._folder import claim, publish, staging
+from ._headline import draw_reproductions, find_reproductions, reproduction_blocks
 from ._heatmap import overview_figure
 from ._overview import LEAN_TIME_FACTOR, Choice, Recommendation, Target, overview_grid, recommend, target_accuracy
 from ._render import Block, Bullets, Details, Heading, Image, Item, Paragraph, Table, to_html, to_markdown
@@ -103,8 +104,10 @@ def write_report(
     try:
         with staging(folder) as stage:
             overview = overview_figure(stage, overview_grid(prepared, pts))
-            figures = [overview, *draw_figures(stage, pts, styles)]
-            blocks = _document(title, prepared, pts, figures, target_accuracy(run_info), run_info)
+            reproductions = find_reproductions(prepared)
+            figures = [overview, *draw_figures(stage, pts, styles), *draw_reproductions(stage, reproductions, styles)]
+            headline = reproduction_blocks(reproductions, figures)
+            blocks = _document(title, prepared, pts, figures, target_accuracy(run_info), run_info, headline)
             (stage / REPORT_MD).write_text(to_markdown(blocks), encoding="utf-8")
             (stage / REPORT_HTML).write_text(to_html(blocks, stage, title, embed=embed), encoding="utf-8")
             publish(folder, stage, [REPORT_MD, REPORT_HTML, *(f.file for f in figures if f.drawn)])
@@ -275,6 +278,7 @@ def _document(
     figures: list[ReportFigure],
     target: Target,
     run_info: Sequence[tuple[str, Mapping[str, Any]]],
+    reproductions: Sequence[Block] = (),
 ) -> list[Block]:
     drawn = [f for f in figures if f.drawn]
     drawn_files = {f.file for f in drawn}
@@ -302,6 +306,7 @@ def _document(
         blocks.append(Paragraph("No case succeeded: there is nothing to recommend."))
     blocks += _finding_blocks(groups, drawn_files, len(pts), len(failed))
     blocks.append(_how_to_read())
+    blocks += reproductions  # the papers' results reproduced (._headline), where the run holds their data
 
     tables = {t.problem: t for t in metric_tables(prepared, pts)}
     for problem in sorted(frame["problem"].unique()):
