@@ -702,3 +702,19 @@ def test_every_method_declares_a_family_the_report_reads():
     assert {n for n in method_names() if promises_constant_memory(n)} == backsolve | {"odebench.reversible"}
     assert method_family("odebench.quadrature") == "stored" and method_family("diffrax.forward") == "discrete"
     assert method_family("somelib.unknown") == "other" and not promises_constant_memory("somelib.unknown")
+
+
+def test_a_float32_run_is_judged_against_its_error_floor():
+    """The recommendation's default target and the note at the top follow the run's dtype."""
+    from odebench.report._build import _precision_note
+    from odebench.report._overview import target_accuracy
+
+    assert target_accuracy([], ["float32"]).grad_rel_err == 1e-5
+    assert "error floor of float32" in target_accuracy([], ["float32"]).source
+    assert target_accuracy([], ["float32", "float64"]).grad_rel_err == 1e-6  # float64 cases can reach it
+    assert target_accuracy([], ["float64"]).grad_rel_err == 1e-6
+    ruled = [("run", {"suite": {"expect": [{"max": {"grad_rel_err": 3e-4}}]}})]
+    assert target_accuracy(ruled, ["float32"]).grad_rel_err == 3e-4  # the suite's own target wins
+    (note,) = _precision_note(pd.DataFrame({"dtype": ["float32", "float64"]}))
+    assert "Cases in float32" in note.text and "1e-05 in float32" in note.text
+    assert _precision_note(pd.DataFrame({"dtype": ["float64"]})) == []

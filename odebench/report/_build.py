@@ -107,7 +107,15 @@ def write_report(
             reproductions = find_reproductions(prepared)
             figures = [overview, *draw_figures(stage, pts, styles), *draw_reproductions(stage, reproductions, styles)]
             headline = reproduction_blocks(reproductions, figures)
-            blocks = _document(title, prepared, pts, figures, target_accuracy(run_info), run_info, headline)
+            blocks = _document(
+                title,
+                prepared,
+                pts,
+                figures,
+                target_accuracy(run_info, list(prepared.frame["dtype"].dropna().unique())),
+                run_info,
+                headline,
+            )
             (stage / REPORT_MD).write_text(to_markdown(blocks), encoding="utf-8")
             (stage / REPORT_HTML).write_text(to_html(blocks, stage, title, embed=embed), encoding="utf-8")
             publish(folder, stage, [REPORT_MD, REPORT_HTML, *(f.file for f in figures if f.drawn)])
@@ -271,6 +279,25 @@ def _image(figure: ReportFigure) -> Image:
     return Image(figure.file, figure.title, figure.caption, figure.anchor)
 
 
+def _precision_note(frame: pd.DataFrame) -> list[Block]:
+    """A plain statement of the error floor of each low-precision dtype in the run, so that
+    an error at it is not read as a method's defect."""
+    from ._figures import SHOWN_FLOOR
+
+    low = sorted(d for d in frame["dtype"].dropna().unique() if ERROR_FLOOR.get(d, 0.0) >= SHOWN_FLOOR)
+    if not low:
+        return []
+    floors = ", ".join(f"{ERROR_FLOOR[d]:g} in {d}" for d in low)
+    return [
+        Paragraph(
+            f"**Precision floor.** Cases in {', '.join(low)} cannot resolve a gradient error much below the "
+            f"arithmetic's own ({floors}), whatever the method and tolerance; the references are float64. An error "
+            "at that floor is the dtype's, not a method's defect: error figures draw it as a dashed red line, and "
+            "findings judge each case against the larger of its rtol and the floor."
+        )
+    ]
+
+
 def _document(
     title: str,
     prepared: Prepared,
@@ -286,6 +313,7 @@ def _document(
     frame = prepared.frame
     groups = group_findings(findings_in(pts), pts)
     blocks: list[Block] = [Heading(1, escape(title)), Paragraph(_summary(prepared, target))]
+    blocks += _precision_note(frame)
 
     blocks.append(Heading(2, "Overview", "overview"))
     blocks += [_image(f) for f in drawn if f.section == "overview"]

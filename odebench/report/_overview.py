@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ._data import Prepared
-from ._findings import Finding, FindingGroup
+from ._findings import ERROR_FLOOR, Finding, FindingGroup
 
 DEFAULT_TARGET = 1e-6
 """The gradient error a method must reach to be recommended, when the suite states none."""
@@ -37,8 +37,10 @@ class Target:
     source: str
 
 
-def target_accuracy(run_info: Sequence[tuple[str, Mapping[str, Any]]]) -> Target:
-    """The suite's target: the smallest ``max: {grad_rel_err: ...}`` of its ``expect`` rules, else 1e-6."""
+def target_accuracy(run_info: Sequence[tuple[str, Mapping[str, Any]]], dtypes: Sequence[str] = ()) -> Target:
+    """The suite's target: the smallest ``max: {grad_rel_err: ...}`` of its ``expect`` rules,
+    else 1e-6, or the error floor of the run's dtypes where every one of them has a higher
+    floor (a float32 run is not asked for an error float32 cannot resolve)."""
     found = []
     for name, info in run_info:
         suite = info.get("suite") if isinstance(info, Mapping) else None
@@ -49,6 +51,10 @@ def target_accuracy(run_info: Sequence[tuple[str, Mapping[str, Any]]]) -> Target
             if isinstance(bound, (int, float)) and not isinstance(bound, bool) and math.isfinite(bound) and bound > 0:
                 found.append((float(bound), name))
     if not found:
+        floor = min((ERROR_FLOOR.get(d, 0.0) for d in dtypes), default=0.0)
+        if floor > DEFAULT_TARGET:
+            return Target(floor, f"the error floor of {', '.join(sorted(set(dtypes)))}: no expect rule of the "
+                                 "suite bounds grad_rel_err")  # fmt: skip
         return Target(DEFAULT_TARGET, "the default: no expect rule of the suite bounds grad_rel_err")
     bound, name = min(found)
     return Target(bound, f"from the expect rules of run {name}")
