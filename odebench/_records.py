@@ -151,22 +151,6 @@ IDENTITY_COLUMNS: tuple[str, ...] = (
     "seed",
 )
 
-METRIC_COLUMNS: tuple[str, ...] = (
-    "grad_rel_err",
-    "grad_max_abs_err",
-    "grad_cosine",
-    "consistency_err",
-    "fd_err",
-    "nfe_forward",
-    "nfe_backward",
-    "steps_forward",
-    "steps_backward",
-    "time_forward_s",
-    "time_backward_s",
-    "time_total_s",
-    "peak_memory_bytes",
-)
-
 
 @dataclass(frozen=True)
 class Record:

@@ -1,6 +1,6 @@
 """Explicit Runge-Kutta methods as data: a Butcher tableau, an order and a dense output.
 
-One generic step (:mod:`odebench.ode._rk`) serves every method here. A tableau's dense
+One generic step (:meth:`odebench.ode._core.Integrator.step`) serves every method here. A tableau's dense
 output is stored as a matrix ``dense`` of polynomial coefficients such that, inside a
 step from ``t0`` of size ``h``,
 
@@ -71,11 +71,6 @@ class ButcherTableau:
     @property
     def adaptive(self) -> bool:
         return self.b_err is not None
-
-    @property
-    def evals_per_step(self) -> int:
-        """New vector-field evaluations per step (FSAL methods reuse the last stage)."""
-        return self.stages - 1 if self.fsal else self.stages
 
 
 def _lower(rows: list[list[float]]) -> np.ndarray:
