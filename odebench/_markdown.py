@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 MISSING = "—"
 
 
-def number(value: object, unit: str = "") -> str:
+def number(value: Any, unit: str = "") -> str:
     """``value`` for a table cell: ``s`` as a time, ``B`` as a size, else 3 significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ._cases import ParamsError, check_params
 from ._errors import UsageError
@@ -135,7 +135,9 @@ def _column(col, kind: str):
         values = col.dropna()
         too_big = values[(values > INT64_MAX) | (values < INT64_MIN)]
         if len(too_big):
-            raise _BadCell(col.index.get_loc(too_big.index[0]), value_problem(kind, int(too_big.iloc[0])))
+            # outside int64, so value_problem names the problem (never None here)
+            why = cast(str, value_problem(kind, int(too_big.iloc[0])))
+            raise _BadCell(col.index.get_loc(too_big.index[0]), why)
         return col.astype("Int64")
     if types.is_float_dtype(col):
         x = col.to_numpy(dtype="float64", na_value=np.nan)
@@ -143,7 +145,8 @@ def _column(col, kind: str):
             bad = ~np.isnan(x) & (~np.isfinite(x) | (x != np.trunc(x)) | (x >= 2.0**63) | (x < -(2.0**63)))
         if bad.any():
             position = int(np.flatnonzero(bad)[0])
-            raise _BadCell(position, value_problem(kind, float(x[position])))
+            # not finite, not whole or outside int64: value_problem names it (never None here)
+            raise _BadCell(position, cast(str, value_problem(kind, float(x[position]))))
         return col.astype("Int64")
     return pd.Series(
         pd.array([None if v is None else int(v) for v in _checked(col, kind)], dtype="Int64"), index=col.index
@@ -408,7 +411,7 @@ def load_results(*paths: str | os.PathLike | Sequence[str | os.PathLike]):
         if isinstance(p, (list, tuple)):
             flat.extend(Path(x) for x in p)
         else:
-            flat.append(Path(p))
+            flat.append(Path(cast("str | os.PathLike", p)))
     if not flat:
         raise ResultsError("load_results needs at least one results folder or records file")
     frames = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 # (column, header, unit for display)
 METRICS: tuple[tuple[str, str, str], ...] = (
@@ -30,16 +31,16 @@ def compare_runs(base, new):
     """
     import pandas as pd
 
-    from ._cases import case_label, change_ratio, match_cases, number, value
+    from ._cases import Row, case_label, change_ratio, match_cases, number, value
 
     matched = match_cases(base, new, names=("BASE", "NEW"))
-    pairs = list(matched.pairs)
+    pairs: list[tuple[Row | None, Row | None]] = list(matched.pairs)
     pairs += [(row, None) for row in matched.only_first]
     pairs += [(None, row) for row in matched.only_second]
     rows = []
     for b, n in pairs:
         row = {
-            "case": case_label(b if b is not None else n),
+            "case": case_label(cast(Row, b if b is not None else n)),  # a pair has at least one side
             "status_base": value(b, "status") if b is not None else ABSENT,
             "status_new": value(n, "status") if n is not None else ABSENT,
         }

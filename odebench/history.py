@@ -96,7 +96,9 @@ def read_runs(paths: Sequence[str]) -> list[HistoryRun]:
         info = read_run_info(path, f"RUN {path}")
         if not info:
             raise UsageError(f"RUN {path}: no run.json next to the records; history orders runs by their run.json")
-        git = info.get("git") if isinstance(info.get("git"), dict) else {}
+        git = info.get("git")
+        if not isinstance(git, dict):
+            git = {}
         runs.append(
             HistoryRun(
                 path=path,
@@ -207,7 +209,7 @@ def write_figures(runs: Sequence[HistoryRun], jumps: Sequence[Jump], folder: Pat
             if jumped:
                 ax.plot(jumped, [ys[i] for i in jumped], "o", markersize=9, mfc="none", color="tab:red", label="jump")
                 ax.legend(fontsize=7, loc="best")
-            if metric in ("grad_rel_err", "time_total_s") and xs and all(ys[i] > 0 for i in xs):
+            if metric in ("grad_rel_err", "time_total_s") and xs and all(y > 0 for y in ys if y is not None):
                 ax.set_yscale("log")
             ax.set_title(title, fontsize=9)
             ax.set_xticks(range(len(runs)), ticks, rotation=45, ha="right", fontsize=7)

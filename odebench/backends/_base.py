@@ -13,7 +13,7 @@ import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -51,7 +51,8 @@ class Option:
             raise MethodError(
                 f"method {method}: parameter {name!r} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
             )
-        if self.minimum is not None and value < self.minimum:
+        # cast: the isinstance check above narrowed value to object; it is a number here
+        if self.minimum is not None and cast(Any, value) < self.minimum:
             raise MethodError(f"method {method}: parameter {name!r} must be >= {self.minimum}, got {value!r}")
         return value
 

@@ -56,7 +56,7 @@ import re
 from abc import abstractmethod
 from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from ._base import KNOWN_SOLVERS, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Counts, Method, Option
 from ._jax import EvalTally, ForwardGradient, JaxPrepared, JaxProblem, solver_error
@@ -127,6 +127,7 @@ class _DiffraxPrepared(JaxPrepared):
 
         jp = self.jp
         solver = getattr(diffrax, SOLVERS[self.solver])()
+        controller: diffrax.AbstractStepSizeController
         if self.dt0 is None:
             controller = diffrax.PIDController(rtol=self.spec.rtol, atol=self.spec.atol)
             if isinstance(solver, diffrax.AbstractImplicitSolver):
@@ -181,7 +182,9 @@ class _DiffraxPrepared(JaxPrepared):
             import diffrax
 
             failed = [key for key in _RESULTS if bool(aux[key])]
-            message = diffrax.RESULTS[getattr(diffrax.RESULTS, failed[0])] if failed else "the solve did not succeed"
+            # cast: RESULTS is an equinox Enumeration, indexed through its metaclass
+            results = cast(Any, diffrax.RESULTS)
+            message = results[getattr(results, failed[0])] if failed else "the solve did not succeed"
             raise self._error(str(message))
         super().check(aux)
 

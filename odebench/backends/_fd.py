@@ -8,13 +8,16 @@ directional derivatives, and accuracy is measured on those projections.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option, Outcome
 from ._odebench import odeint_kwargs
 from ._torch import TorchPrepared, TorchProblem
+
+if TYPE_CHECKING:
+    from ..ode import SolveStats
 
 
 class _FDPrepared(TorchPrepared):
@@ -25,7 +28,7 @@ class _FDPrepared(TorchPrepared):
         self.seed = spec.seed
         self.kwargs = odeint_kwargs(method, tp.problem, spec)
         self.x0 = tp.problem.flat_inputs()
-        self.last_stats = None
+        self.last_stats: SolveStats | None = None
 
     def solve(self, y0, params):
         from ..ode import odeint

@@ -78,7 +78,7 @@ class EvalTally:
     def __init__(self):
         self.phase = "forward"
         self._lock = threading.Lock()
-        self.counts = {phase: Counter() for phase in PHASES}
+        self.counts: dict[str, Counter[str]] = {phase: Counter() for phase in PHASES}
         self.evaluation = _tap(lambda: self._add("nfe"))
         self.step = _tap(lambda accepted: self._add("accepted" if accepted else "rejected"))
 
@@ -203,7 +203,7 @@ class JaxPrepared(Prepared):
         self.timed = self.gradient(self.loss_fn(None), jp.y0, jp.params)
         self.compile_time_s = self.timed.compile_time_s
         self._last: Any = None
-        self._loss = None
+        self._loss: Callable | None = None  # the jitted loss, built on first use
         #: the counts of the last counting pass (``count``), where a test can read them
         self.tally: EvalTally | None = None
         self._counting: SplitGradient | None = None
@@ -260,6 +260,7 @@ class JaxPrepared(Prepared):
             self.tally = EvalTally()
             self._counting = self.gradient(self.loss_fn(self.tally), self.jp.y0, self.jp.params)
         tally, split = self.tally, self._counting
+        assert tally is not None  # set together with self._counting
         tally.reset()
         with self.failures():
             _, pullback, aux = jax.block_until_ready(split.forward(self.jp.y0, self.jp.params))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, REVERSIBLE, SOLVER, CaseSpec, Counts, Method, Option
 from ._torch import TorchPrepared, TorchProblem
+
+if TYPE_CHECKING:
+    from ..ode import SolveStats
 
 #: the explicit Runge-Kutta tableaux of the own solver
 OWN_SOLVERS = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s != "heun")
@@ -28,7 +31,7 @@ class _OdebenchPrepared(TorchPrepared):
         super().__init__(tp)
         extra = {k: method.params[k] for k in MODE_OPTIONS if k in method.params}
         self.kwargs = odeint_kwargs(method, tp.problem, spec, gradient=method.gradient, **extra)
-        self.last_stats = None
+        self.last_stats: SolveStats | None = None
 
     def solve(self, y0, params):
         from ..ode import odeint
@@ -38,7 +41,7 @@ class _OdebenchPrepared(TorchPrepared):
         return sol.ys
 
     def steps(self):
-        s = self.last_stats
+        s = cast("SolveStats", self.last_stats)  # set by the last solve()
         return {
             "steps_forward": s.steps_forward,
             "steps_backward": s.steps_backward,
@@ -50,8 +53,9 @@ class _OdebenchPrepared(TorchPrepared):
         counts = super().count()
         # The solver's own tally: the same evaluations as the field's counter, except that
         # forward sensitivities count one evaluation per tangent direction (docs/solver.md).
-        counts.nfe_forward = self.last_stats.nfe_forward
-        counts.nfe_backward = self.last_stats.nfe_backward
+        stats = cast("SolveStats", self.last_stats)  # count() follows a solve()
+        counts.nfe_forward = stats.nfe_forward
+        counts.nfe_backward = stats.nfe_backward
         return counts
 
 

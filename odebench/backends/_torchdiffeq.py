@@ -30,7 +30,7 @@ core's exceptions: ``MaxStepsExceeded``, ``StepSizeUnderflow``, ``NonFiniteSolut
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from ._base import FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option
 from ._torch import TorchPrepared, TorchProblem
@@ -148,7 +148,8 @@ class _TorchdiffeqPrepared(TorchPrepared):
         self.tally = _StepTally(method.max_steps(tp.problem), self.label)
         options: dict[str, Any] = {}
         if self.fixed:
-            options["grid_constructor"] = _uniform_grid(method.fixed_step(tp.problem))
+            # a fixed-step solver has a step size
+            options["grid_constructor"] = _uniform_grid(cast(float, method.fixed_step(tp.problem)))
         self.kwargs: dict[str, Any] = dict(rtol=spec.rtol, atol=spec.atol, method=SOLVERS[p["solver"]], options=options)
         if self.adjoint:
             # Given explicitly, the adjoint options replace the forward ones: repeat the grid.

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option
 from ._torch import TorchPrepared, TorchProblem
@@ -130,13 +130,14 @@ class _TorchodePrepared(TorchPrepared):
     def backward(self, loss):
         state = super().backward(loss)
         # BacksolveAdjoint keeps no status for its backward solves; their step counts tell.
-        for stats in self.last_stats.get("backsolve", ()):
+        last_stats = cast("dict[str, Any]", self.last_stats)  # set by forward(), which backward follows
+        for stats in last_stats.get("backsolve", ()):
             if int(stats["n_steps"].max()) >= self.max_steps:
                 _raise_status(3, self.label, "backward solve", self.max_steps)
         return state
 
     def steps(self) -> dict[str, int | None]:
-        stats = self.last_stats
+        stats = cast("dict[str, Any]", self.last_stats)  # set by the last forward()
         backward = stats.get("backsolve", ())
         b_steps = sum(int(s["n_steps"][0]) for s in backward)
         b_accepted = sum(int(s["n_accepted"][0]) for s in backward)

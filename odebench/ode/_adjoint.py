@@ -273,8 +273,8 @@ class Checkpoint(_Taped):
                 for j in range(first, last):
                     step = steps[j - first]
                     for idx, theta in saves.get(j, ()):
-                        out = step.y1 if theta is None else integ.dense(step, self.ts[idx], f1s[j - first])
-                        outs.append(out)
+                        y_out = step.y1 if theta is None else integ.dense(step, self.ts[idx], f1s[j - first])
+                        outs.append(y_out)
                         gouts.append(grad_ys[idx])
                 if not outs:
                     a = torch.zeros_like(y_start)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import torch
 
@@ -204,7 +205,8 @@ class Tape:
 
     def end_time(self, j: int) -> float:
         """The time at which step ``j`` ends (exactly the start of step ``j + 1``)."""
-        return self.t0[j + 1] if j + 1 < len(self.t0) else self._t_end
+        # the last step's end is set by finish(), which every recording solve calls
+        return self.t0[j + 1] if j + 1 < len(self.t0) else cast(float, self._t_end)
 
     def finish(self, t_end: float) -> None:
         self._t_end = t_end
@@ -299,7 +301,8 @@ class Integrator:
 
     def dense(self, step: Step, t: float, f1: torch.Tensor | None = None) -> torch.Tensor:
         """The method's interpolant inside ``step`` at time ``t``."""
-        K = step.K if self.tableau.fsal else torch.cat([step.K, f1.unsqueeze(0)])
+        # without FSAL the caller passes f1, the field at the step's end
+        K = step.K if self.tableau.fsal else torch.cat([step.K, cast(torch.Tensor, f1).unsqueeze(0)])
         return torch.addmv(step.y, K.T, self.dense_weights((t - step.t) / step.h), alpha=step.h)
 
     def dense_weights(self, theta: float) -> torch.Tensor:
@@ -310,7 +313,8 @@ class Integrator:
         ctl = self.control
         # Detached (no graph), and in place on the step's own error estimate.
         scale = torch.maximum(step.y.detach().abs(), step.y1.detach().abs()).mul_(ctl.rtol).add_(ctl.atol)
-        return norm(step.err.div_(scale)) * abs(step.h)
+        # only adaptive solves (an error estimate on every step) ask for the ratio
+        return norm(cast(torch.Tensor, step.err).div_(scale)) * abs(step.h)
 
     def initial_step(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -157,7 +158,7 @@ def odeint(
     ts = _as_times(t)
     if n_steps is not None:
         step_size = abs(ts[-1] - ts[0]) / n_steps
-    exact = (reversible or tableau.exact_save_times) if save_at is None else save_at == "step"
+    exact = (tableau is None or tableau.exact_save_times) if save_at is None else save_at == "step"
     control = StepControl(
         rtol=float(rtol), atol=float(atol), max_steps=int(max_steps), step_size=step_size,
         first_step=first_step, exact_save_times=exact,
@@ -179,14 +180,16 @@ def odeint(
 
     stats = SolveStats()
     fn = Counted(func, y0.shape, stats)
-    if reversible:
+    integ: Integrator | ReversibleHeun
+    integ_back: Integrator | ReversibleHeun
+    if tableau is None:  # reversible
         integ = integ_back = ReversibleHeun(control)
     else:
         integ = Integrator(tableau, control, y0.dtype, y0.device)
         integ_back = Integrator(tableau, back_control, y0.dtype, y0.device)
     y0_flat = y0.reshape(-1)
     if gradient == "backprop":
-        if reversible:
+        if isinstance(integ, ReversibleHeun):  # reversible
             result = integ.solve(fn, y0_flat, ts)[0]
         else:
             result = integ.solve(fn, y0_flat, ts, ErrorNorm((y0_flat.numel(),)))
@@ -194,7 +197,8 @@ def odeint(
         ys = torch.stack(result.ys)
     else:
         options = ModeOptions(seminorm=seminorm, checkpoints=checkpoints, nodes=int(nodes), max_inputs=max_inputs)
-        mode = MODES[gradient](fn, integ, integ_back, ts, params, options)
+        # cast: the reversible mode takes its ReversibleHeun where the others take an Integrator
+        mode = MODES[gradient](fn, cast(Integrator, integ), cast(Integrator, integ_back), ts, params, options)
         ys = AdjointFunction.apply(mode, y0_flat, *params)
     t_out = torch.tensor(ts, dtype=torch.float64)
     ys = ys.view(len(ts), *y0.shape)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -41,8 +42,10 @@ class ReversibleHeun:
         """Every step's ``(t, h)``, and the index of the step that ends at each save time after the first."""
         span = ts[-1] - ts[0]
         ctl = self.control
-        h_nominal = abs(span) / ctl.n_steps if ctl.n_steps is not None else ctl.step_size
-        steps, ends = [], []
+        # odeint gives the reversible solver a step_size whenever n_steps is None
+        h_nominal = abs(span) / ctl.n_steps if ctl.n_steps is not None else cast(float, ctl.step_size)
+        steps: list[tuple[float, float]] = []
+        ends: list[int] = []
         for t_a, t_b in zip(ts[:-1], ts[1:], strict=True):
             n = max(1, math.ceil(abs(t_b - t_a) / h_nominal - 1e-9))
             h = (t_b - t_a) / n
@@ -91,7 +94,7 @@ class Reversible(_Mode):
     """
 
     def forward(self, y0):
-        solver: ReversibleHeun = self.integ
+        solver = cast(ReversibleHeun, self.integ)  # odeint passes the reversible mode a ReversibleHeun
         result, self.yh_end, self.f_end = solver.solve(self.fn, y0, self.ts)
         self._count("forward", result)
         self.y_end = result.ys[-1]
@@ -112,7 +115,7 @@ class Reversible(_Mode):
 
     def backward(self, grad_ys):
         self.fn.phase = "backward"
-        solver: ReversibleHeun = self.integ
+        solver = cast(ReversibleHeun, self.integ)
         steps, ends = solver.grid(self.ts)
         save_at_end = {j: idx for idx, j in enumerate(ends, start=1)}
         g = grad_ys.new_zeros(sum(self.param_sizes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import cast
 
 import torch
 
@@ -88,7 +89,8 @@ class Symplectic(_Mode):
                     K[i] = self.fn(t + coef.c[i] * h, Ys[i])
         if f1_needed:
             y1 = torch.addmv(y, K.T, coef.b, alpha=h)
-            _, parts = self._vjp(self.tape.end_time(j), y1, h * dense_cot[s])
+            # f1_needed implies dense_rows[s], so dense reads exist and dense_cot is set
+            _, parts = self._vjp(self.tape.end_time(j), y1, h * cast(torch.Tensor, dense_cot)[s])
             lam1 = lam1 + parts[0]
             lam0 = lam0 + parts[0]
             if len(parts) > 1:
@@ -100,11 +102,12 @@ class Symplectic(_Mode):
             terms = []
             if b[i] != 0:
                 terms.append(float(b[i]) * lam1)
-            if dense_rows[i]:
-                terms.append(dense_cot[i])
+            if dense_rows[i]:  # some dense read uses this stage, so dense_cot is set
+                terms.append(cast(torch.Tensor, dense_cot)[i])
             for m in range(i + 1, s):
-                if a[m, i] != 0 and mus[m] is not None:
-                    terms.append(float(a[m, i]) * mus[m])
+                mu = mus[m]
+                if a[m, i] != 0 and mu is not None:
+                    terms.append(float(a[m, i]) * mu)
             if not terms:
                 continue  # a structurally zero cotangent: no evaluation
             kappa = h * torch.stack(terms).sum(0) if len(terms) > 1 else h * terms[0]

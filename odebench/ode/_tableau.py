@@ -211,7 +211,7 @@ def _tsit5() -> ButcherTableau:
         ]
     )
     # Tsitouras' interpolant, written as products of factors; expanded to coefficients.
-    factors = [
+    factors: list[tuple[float, list[list[float]]]] = [
         (-1.0530884977290216, [[0, 1], [-1.3299890189751412, 1], [0.7139816917074209, -1.4364028541716351, 1]]),
         (0.1017, [[0, 0, 1], [1.2949852507374631, -2.1966568338249754, 1]]),
         (2.490627285651252793, [[0, 0, 1], [1.57803468208092486, -2.38535645472061657, 1]]),

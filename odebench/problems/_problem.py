@@ -67,7 +67,7 @@ class Problem:
     name: str
     vector_field: Callable[..., Any]
     y0: np.ndarray
-    params: dict[str, np.ndarray]
+    params: dict[str, Any]  # float64 arrays once built; the constructor also takes numbers, NumPy scalars, lists
     t: np.ndarray
     loss: Callable[..., Any]
     exact_gradient: Callable[[], dict[str, np.ndarray]] | None = None

@@ -42,8 +42,8 @@ from ._problem import Problem
 # Bump whenever the way references are computed changes: old cache entries are then ignored.
 REFERENCE_VERSION = "1"
 
-TIGHT = {"solver": "dopri8", "rtol": 1e-12, "atol": 1e-12, "gradient": "checkpoint", "save_at": "step"}
-CHECKS = ({**TIGHT, "rtol": 1e-11, "atol": 1e-11}, {**TIGHT, "solver": "tsit5"})
+TIGHT: dict[str, Any] = {"solver": "dopri8", "rtol": 1e-12, "atol": 1e-12, "gradient": "checkpoint", "save_at": "step"}
+CHECKS: tuple[dict[str, Any], ...] = ({**TIGHT, "rtol": 1e-11, "atol": 1e-11}, {**TIGHT, "solver": "tsit5"})
 
 
 class ReferenceFailure(RuntimeError):
@@ -193,6 +193,7 @@ def _tight(problem: Problem) -> tuple[dict[str, np.ndarray], float, float, str]:
 def _analytic(problem: Problem) -> tuple[dict[str, np.ndarray], float, float, str]:
     from ._torch import closed_form_loss_and_gradient, loss_and_gradient
 
+    assert problem.exact_gradient is not None  # called only for problem.analytic
     grads = {k: np.asarray(v, dtype=np.float64) for k, v in problem.exact_gradient().items()}
     if problem.exact_solution is not None:
         loss = closed_form_loss_and_gradient(problem).loss

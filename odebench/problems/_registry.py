@@ -118,7 +118,8 @@ def register(name: str) -> Callable[[Factory], Factory]:
         def factory(**params: Any) -> Problem:
             return _call_factory(name, fn, params)
 
-        factory.__wrapped__ = fn  # inspect.signature follows it to the real parameters
+        # inspect.signature follows it to the real parameters; mypy does not know function attributes
+        factory.__wrapped__ = fn  # type: ignore[attr-defined]
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(factory, attr, getattr(fn, attr))
         _REGISTRY[name] = factory

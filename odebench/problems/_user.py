@@ -69,7 +69,7 @@ class _JaxTreeField:
         self.names = names
         self.tree = tree
         self.static = static
-        self._treedef = None
+        self._treedef: Any = None  # a jax PyTreeDef once built
 
     def rebuild(self, params: dict[str, Any]) -> Any:
         import jax

@@ -879,8 +879,8 @@ def _draw_stability(fig: Figure, found: Reproduction, styles: dict[str, SeriesSt
     ax.axhline(found.plot["limit"], color="0.4", linestyle=":", linewidth=0.9)
     ax.axhline(found.plot["rtol"], color="0.6", linewidth=0.8)
     ax.set_xticks(range(len(instances)), instances, rotation=20, ha="right", fontsize=7)
-    for x in range(len(instances) - 1):
-        ax.axvline(x + 0.5, color="0.85", linewidth=0.6)
+    for k in range(len(instances) - 1):
+        ax.axvline(k + 0.5, color="0.85", linewidth=0.6)
     _finish_axes(ax, "", "relative gradient error [-]", log_x=False)
     _legend(fig, handles, series)
     return bool(series)

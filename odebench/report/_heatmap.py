@@ -8,6 +8,7 @@ diverged, ``T`` timeout, ``-`` unavailable), a case that was not run is blank.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class _Metric:
     title: str
     values: pd.DataFrame
     norm: LogNorm
-    text: object  # value -> cell text
+    text: Callable[[float], str]  # value -> cell text
 
 
 def _short(value: float) -> str:

@@ -200,7 +200,7 @@ def _markdown_it():
 
     md = MarkdownIt("commonmark", {"html": False, "linkify": False})
     md.disable("image")  # the page's images are the report's own figures, never from text
-    md.validateLink = allowed_link
+    md.validateLink = allowed_link  # type: ignore[method-assign]  # markdown-it-py's documented override
     return md
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 # tab20's saturated half first, then its light half: 20 colours before one repeats.
 _TAB20 = (
@@ -29,7 +30,7 @@ class SeriesStyle:
     marker: str
     linestyle: str
 
-    def kwargs(self) -> dict[str, object]:
+    def kwargs(self) -> dict[str, Any]:
         return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle}
 
 

@@ -65,7 +65,7 @@ def gpu_info() -> dict[str, Any] | None:
 
 
 def package_versions() -> dict[str, str | None]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -88,8 +88,8 @@ class ResultsFolder:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(self._fd)
-            raise ResultsError(f"{self.path} is in use by another run ({holder}); wait for it to end, "
+            other = _holder(self._fd)
+            raise ResultsError(f"{self.path} is in use by another run ({other}); wait for it to end, "
                                "or choose another folder") from None  # fmt: skip
         except OSError as exc:  # a file system without locks: run, but unguarded
             warnings.warn(f"cannot lock {lock} ({exc.strerror}); a second run could write into this folder too",

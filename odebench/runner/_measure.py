@@ -171,6 +171,8 @@ class _Stages:
     """The stage a case is in (named in its error, if it fails there) and the seconds spent
     in each stage that has a column (:data:`STAGE_COLUMNS`)."""
 
+    column: str | None
+
     def __init__(self, fields: dict[str, Any]):
         self.fields = fields
         self.name, self.column, self.since = "building the problem", None, time.perf_counter()
@@ -248,7 +250,9 @@ def _measure(case: Case, settings: Settings, fields: dict[str, Any], stage: _Sta
     with probe:
         prepared.backward(prepared.forward())
         prepared.sync()
-    fields.update(peak_memory_bytes=probe.result.peak_bytes, memory_source=probe.result.source)
+    result = probe.result
+    assert result is not None  # set by the probe's __exit__
+    fields.update(peak_memory_bytes=result.peak_bytes, memory_source=result.source)
 
     stage("warm-up", "measure_s")
     for _ in range(settings.warmup):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._errors import UsageError
 from .._records import Record
@@ -391,7 +391,8 @@ def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, job
         problems = list(dict.fromkeys(c.problem for c in ready))
         ref_errors: dict[Any, tuple[str, str]] = {}  # problem -> (status, error) of its cases
         for result_key, result in _drain(pool, problems, lambda p: job(compute_reference, (p.name, dict(p.params), settings.threads)),
-                                         settings.reference_timeout_s, settings.memory_limit_mb):  # fmt: skip
+                                         cast(float, settings.reference_timeout_s),  # set in Settings.__post_init__
+                                         settings.memory_limit_mb):  # fmt: skip
             if not result.ok:
                 error = result.error
                 if result.status == "timeout":  # the pool names timeout_s; a reference has its own setting

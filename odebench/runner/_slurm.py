@@ -18,6 +18,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 from .._errors import UsageError
 from .._records import Record
@@ -33,7 +34,8 @@ def run_shard(suite: Suite, cases: list[Case], run_id: str, shard: str) -> int:
     from ._run import _execute_local
 
     count = 0
-    for _, record in _execute_local(suite, cases, run_id, Path(shard).parent, jobs=1):
+    # the task's phase seconds are not reported (the submitting run times the cases as a whole)
+    for _, record in _execute_local(suite, cases, run_id, Path(shard).parent, jobs=1, phases={}):
         append_journal(record, Path(shard))
         count += 1
     return count
@@ -51,7 +53,8 @@ def _executor(suite: Suite, path: Path):
     cases_per_job = int(slurm.get("cases_per_job", DEFAULT_CASES_PER_JOB))
     # A task must outlive its cases: their timeouts plus references and start-up.
     minutes = slurm.get("time_limit_min") or math.ceil(
-        (cases_per_job * (suite.settings.timeout_s + 30) + suite.settings.reference_timeout_s) / 60
+        # reference_timeout_s is set (never None) by Settings.__post_init__
+        (cases_per_job * (suite.settings.timeout_s + 30) + cast(float, suite.settings.reference_timeout_s)) / 60
     )
     params = {"timeout_min": int(minutes), "name": f"odebench-{suite.name}"}
     if "array_parallelism" in slurm:

@@ -31,7 +31,7 @@ INT64 = (-(2**63), 2**63 - 1)  # the records' integer columns
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda", "auto")
 TOP_KEYS = ("name", "description", "settings", "problems", "methods", "tolerances", "expect")
-SLURM_KEYS = {
+SLURM_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "partition": (str, "Slurm partition"),
     "gpus_per_job": (int, "GPUs per array task"),
     "cpus_per_task": (int, "CPUs per array task"),
@@ -595,10 +595,11 @@ def _expanded_size(node, source: str) -> int:
 
     def size(node) -> int:
         if id(node) in sizes:
-            if sizes[id(node)] is None:
+            known = sizes[id(node)]
+            if known is None:
                 raise UsageError(f"{source}: line {node.start_mark.line + 1}: an alias refers to a collection "
                                  "that contains it")  # fmt: skip
-            return sizes[id(node)]
+            return known
         sizes[id(node)] = None
         if isinstance(node, yaml.MappingNode):
             children = [part for pair in node.value for part in pair]

@@ -104,7 +104,7 @@ def _main_module_hidden():
     if main is None:
         yield
         return
-    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
+    saved: dict[str, Any] = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
     try:
         main.__dict__.pop("__file__", None)
         main.__dict__["__spec__"] = None
