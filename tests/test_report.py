@@ -721,3 +721,23 @@ def test_a_float32_run_is_judged_against_its_error_floor():
     (note,) = _precision_note(pd.DataFrame({"dtype": ["float32", "float64"]}))
     assert "Cases in float32" in note.text and "1e-05 in float32" in note.text
     assert _precision_note(pd.DataFrame({"dtype": ["float64"]})) == []
+
+
+def test_a_group_line_names_its_worst_case_in_a_few_words_and_folds_the_sentences():
+    """The line a reader meets is short; each method's full sentence is beneath it."""
+    from odebench.report._build import _group_item
+    from odebench.report._findings import Finding, FindingGroup
+
+    long = "gradient error up to 3.9e+02x its tolerance (0.39 at rtol=1e-03) and a long explanation"
+    findings = (
+        Finding("tolerance", "p", "a.slow", long, ("rtol=1e-03: error 0.39",), "accuracy_p.png", severity=390.0),
+        Finding("tolerance", "p", "b.other", "gradient error up to 2e+02x", (), "accuracy_p.png", severity=200.0),
+    )
+    item = _group_item(FindingGroup("tolerance", "p", findings, of_problem=False, n_methods=5), {"accuracy_p.png"})
+    assert item.text.endswith("worst `a.slow`: gradient error up to 3.9e+02x its tolerance ([figure](accuracy_p.png))")
+    assert "long explanation" not in item.text
+    assert any("long explanation" in child and "rtol=1e-03: error 0.39" in child for child in item.children)
+    # A plateau is a finding below the factor: its sentence says what the ratio cannot.
+    plateau = Finding("tolerance", "p", "c", "the error stops falling (plateau)", (), "x.png", severity=3.0)
+    item = _group_item(FindingGroup("tolerance", "p", (plateau, findings[1]), of_problem=False, n_methods=5), set())
+    assert "worst `b.other`: gradient error up to 2e+02x its tolerance" in item.text

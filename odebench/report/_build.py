@@ -7,6 +7,7 @@ problem figures and tables, failures, environment) follows.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,18 @@ from ._data import (
     slug,
 )
 from ._figures import ReportFigure, draw_figures
-from ._findings import ERROR_FLOOR, THRESHOLDS, FindingGroup, findings_in, group_findings
+from ._findings import (
+    BACKWARD_NFE_FACTOR,
+    CONSISTENCY_FACTOR,
+    ERROR_FLOOR,
+    THRESHOLDS,
+    TOLERANCE_FACTOR,
+    UNSTABLE_FACTOR,
+    Finding,
+    FindingGroup,
+    findings_in,
+    group_findings,
+)
 from ._folder import claim, publish, staging
 from ._headline import draw_reproductions, find_reproductions, reproduction_blocks
 from ._heatmap import overview_figure
@@ -189,6 +201,25 @@ def _recommendation_table(recommendations: list[Recommendation], names: dict[str
 # --- findings -----------------------------------------------------------------------------------
 
 
+#: the worst case of a group of findings, in a few words: its ``severity`` ratio per kind
+#: (each method's full sentence folds out beneath the group's line)
+SEVERITY_PHRASES: dict[str, tuple[str, float]] = {
+    "tolerance": ("gradient error up to {}x its tolerance", TOLERANCE_FACTOR),
+    "consistency": ("up to {}x off its own forward solve", CONSISTENCY_FACTOR),
+    "unstable_backward": ("gradient error up to {}x the best stable method's", UNSTABLE_FACTOR),
+    "work": ("up to {}x the NFE", BACKWARD_NFE_FACTOR),
+}
+
+
+def _worst_phrase(finding: Finding) -> str:
+    """The worst finding of a group in a few words, or its sentence where its ratio is not
+    what made it a finding (a tolerance plateau, a memory promise)."""
+    phrase, threshold = SEVERITY_PHRASES.get(finding.kind, ("", math.inf))
+    if finding.severity <= threshold:
+        return escape(finding.summary)
+    return escape(phrase.format(f"{finding.severity:.2g}"))
+
+
 def _group_item(group: FindingGroup, drawn: set[str]) -> Item:
     """One line for a problem and kind of finding; the methods' numbers beneath it."""
     worst = group.worst
@@ -202,7 +233,7 @@ def _group_item(group: FindingGroup, drawn: set[str]) -> Item:
     else:
         methods = ", ".join(code(m) for m in group.methods)
         head += f": {len(group.findings)} of {group.n_methods} methods ({methods})"
-    line = f"{head}; worst {code(worst.method)}: {escape(worst.summary)}{link}"
+    line = f"{head}; worst {code(worst.method)}: {_worst_phrase(worst)}{link}"
     children = tuple(
         f"{code(f.method)}: {escape(f.summary)}" + (f" ({escape('; '.join(f.evidence))})" if f.evidence else "")
         for f in group.findings
