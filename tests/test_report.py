@@ -206,7 +206,7 @@ def test_every_figure_is_written(report):
         f"{kind}_{problem}.png"
         for kind in ("wp_time", "wp_nfe", "accuracy", "nfe")
         for problem in ("linear", "stiff_decay", "neural_mlp")
-    } | {"memory_vs_t_end.png", "scaling.png", "overview.png"}
+    } | {"memory_vs_t_end.png", "scaling.png", "overview.png", "overview_cost.png"}
     # The synthetic run holds backsolve with and without seminorm, and backsolve failing on
     # stiff_decay: two of the papers' reproductions (report/_headline.py) have their data.
     expected |= {"headline_seminorm.png", "headline_stability.png"}
@@ -527,7 +527,8 @@ def test_report_without_successful_cases(tmp_path, case):
     out = write_report(frame, tmp_path / "r")
     md, page = assert_report_files(out)
     drawn = {p.name for p in (out / "figures").glob("*.png")}
-    assert drawn == (set() if case == "no records" else {"overview.png"})  # the overview marks every failure
+    # the overview marks every failure
+    assert drawn == (set() if case == "no records" else {"overview.png", "overview_cost.png"})
     assert "No findings: no case succeeded" in md and "Work-precision (`fig-wp_time`): no case succeeded" in md
     if case == "nothing succeeded":
         failed = dict(parse_pipe_tables(md))["Failures"]

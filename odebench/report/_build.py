@@ -44,7 +44,7 @@ from ._findings import (
 )
 from ._folder import claim, publish, staging
 from ._headline import draw_reproductions, find_reproductions, reproduction_blocks
-from ._heatmap import overview_figure
+from ._heatmap import overview_figures
 from ._overview import LEAN_TIME_FACTOR, Choice, Recommendation, Target, overview_grid, recommend, target_accuracy
 from ._render import Block, Bullets, Details, Heading, Image, Item, Paragraph, Table, to_html, to_markdown
 from ._style import assign_styles
@@ -115,9 +115,9 @@ def write_report(
     title = title or "odebench report: " + (", ".join(name for name, _ in run_info) or "records")
     try:
         with staging(folder) as stage:
-            overview = overview_figure(stage, overview_grid(prepared, pts))
+            overview = overview_figures(stage, overview_grid(prepared, pts))
             reproductions = find_reproductions(prepared)
-            figures = [overview, *draw_figures(stage, pts, styles), *draw_reproductions(stage, reproductions, styles)]
+            figures = [*overview, *draw_figures(stage, pts, styles), *draw_reproductions(stage, reproductions, styles)]
             headline = reproduction_blocks(reproductions, figures)
             blocks = _document(
                 title,
@@ -363,6 +363,7 @@ def _document(
         blocks.append(_recommendation_table(recommendations, names, drawn_files))
     else:
         blocks.append(Paragraph("No case succeeded: there is nothing to recommend."))
+    blocks += [_image(f) for f in drawn if f.section == "overview-cost"]
     blocks += _finding_blocks(groups, drawn_files, len(pts), len(failed))
     blocks.append(_how_to_read())
     blocks += reproductions  # the papers' results reproduced (._headline), where the run holds their data

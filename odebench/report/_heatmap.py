@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -131,32 +131,50 @@ def _row_labels(grid: OverviewGrid) -> tuple[list[str], str]:
     return [f"{p} @ {t}" for p, t in zip(grid.error.index, tolerances)], "each problem's tightest rtol"
 
 
-def overview_figure(folder: Path, grid: OverviewGrid) -> ReportFigure:
-    """Draw ``figures/overview.png`` (or return it skipped, with the reason)."""
+def overview_figures(folder: Path, grid: OverviewGrid) -> list[ReportFigure]:
+    """Draw ``figures/overview.png`` (gradient error: the report's first picture, small
+    enough to share the first screen with the recommendations) and
+    ``figures/overview_cost.png`` (time and memory, after them); each figure is returned
+    skipped, with the reason, where nothing can be drawn."""
     labels, at = _row_labels(grid)
-    figure = ReportFigure(
+    legend = "x: failed or diverged; T: timeout; -: unavailable; blank: not run."
+    error_figure = ReportFigure(
         figure_file("overview"),
-        f"Overview: every problem x method at {at}",
-        "Gradient error, wall time relative to the fastest method on the same problem, and peak memory, "
-        "each problem at its tightest tolerance; log colour scales, green is better. "
-        "x: failed or diverged; T: timeout; -: unavailable; blank: not run.",
+        f"Overview: gradient error of every problem x method at {at}",
+        f"Relative gradient error, each problem at its tightest tolerance; log colour scale, green is better. {legend}",
         "overview",
     )
+    cost_figure = ReportFigure(
+        figure_file("overview_cost"),
+        f"Overview: time and memory of every problem x method at {at}",
+        "Wall time relative to the fastest method on the same problem, and peak memory, each problem at its "
+        f"tightest tolerance; log colour scales, green is better. {legend}",
+        "overview-cost",
+    )
+    figures = [error_figure, cost_figure]
     if grid.empty or not np.isfinite(grid.error.to_numpy(dtype="float64")).any() and not grid.glyph.ne("").any().any():
-        return ReportFigure(figure.file, figure.title, figure.caption, figure.section, reason="no case has a result")
+        return [replace(f, reason="no case has a result") for f in figures]
+    error, *cost = _metrics(grid)
+    _draw(folder, error_figure, [error], grid, labels)
+    _draw(folder, cost_figure, cost, grid, labels)
+    return figures
+
+
+def _draw(folder: Path, figure: ReportFigure, metrics: list[_Metric], grid: OverviewGrid, labels: list[str]) -> None:
+    """Heat maps of ``metrics``, side by side for up to :data:`SIDE_BY_SIDE_MAX` methods, else stacked."""
     n_rows, n_columns = grid.error.shape
     side = n_columns <= SIDE_BY_SIDE_MAX
+    n = len(metrics)
     label_width = 0.07 * max(len(label) for label in labels) + 0.3
     longest = max(len(line) for c in grid.error.columns for line in _wrap(str(c)).splitlines())
     label_height = 0.06 * longest * math.sin(math.radians(LABEL_ROTATION)) + 0.5
     panel = (CELL[0] * n_columns + 0.2, CELL[1] * n_rows + label_height + 0.9)
-    size = (label_width + (3 * panel[0] if side else panel[0]), panel[1] * (1 if side else 3) + 0.4)
+    size = (label_width + (n * panel[0] if side else panel[0]), panel[1] * (1 if side else n) + 0.4)
     fig = Figure(figsize=size, layout="constrained")
-    axes = fig.subplots(1, 3) if side else fig.subplots(3, 1)
-    for index, (ax, metric) in enumerate(zip(axes, _metrics(grid))):
+    axes = fig.subplots(1, n, squeeze=False).ravel() if side else fig.subplots(n, 1, squeeze=False).ravel()
+    for index, (ax, metric) in enumerate(zip(axes, metrics)):
         _panel(fig, ax, metric, grid, labels, show_rows=index == 0 or not side)
     fig.suptitle(figure.title, fontsize=11, x=0.01, ha="left")
     path = folder / figure.file
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, path)
-    return figure
