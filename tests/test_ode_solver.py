@@ -180,6 +180,10 @@ def test_wrong_vector_field_shape_is_a_clear_error():
         ({"gradient": "adjoint"}, "must be one of backprop"),
         ({"save_at": "dense"}, "save_at"),
         ({"n_steps": 0, "solver": "rk4"}, "n_steps"),
+        ({"controller": {"gamma": 0.5}}, "unknown setting 'gamma'; must be one of safety, ifactor, dfactor, beta"),
+        ({"controller": {"dfactor": 1.5}}, "dfactor must be a number with 0 < dfactor <= 1, got 1.5"),
+        ({"controller": {"beta": float("nan")}}, "beta must be a number"),
+        ({"controller": {"safety": True}}, "safety must be a number"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -188,3 +192,32 @@ def test_bad_arguments(kwargs, match):
     t = args.pop("t")
     with pytest.raises(ValueError, match=match):
         odeint(lambda t, y: -y, torch.ones(2), t, **args)
+
+
+@pytest.mark.parametrize("gradient", ["backprop", "backsolve"])
+def test_the_controller_reaches_both_solves_and_keeps_the_accuracy(gradient):
+    """controller= reaches the step control forward and backward: a PI controller
+    (beta=0.04) takes other steps than the default I controller, and a cautious one
+    (safety 0.5, ifactor 2) more; the solution and gradient stay within tolerance."""
+    prob = Linear(dim=4)
+    t = torch.linspace(0, 2, 5, dtype=torch.float64)
+    exact = torch.stack([torch.linalg.matrix_exp(prob.A.detach() * float(ti)) @ prob.y0.detach() for ti in t])
+
+    def solve(controller):
+        y0 = prob.y0.detach().clone().requires_grad_(True)
+        sol = odeint(prob.f, y0, t, params=prob.params, gradient=gradient, rtol=1e-7, atol=1e-7, controller=controller)
+        sol.ys.square().sum().backward()
+        return sol, float((sol.ys.detach() - exact).abs().max()), y0.grad
+
+    default, err0, g0 = solve(None)
+    pi, err_pi, g_pi = solve({"beta": 0.04})
+    cautious, err_c, g_c = solve({"safety": 0.5, "ifactor": 2.0})
+    assert default.stats.steps_forward != pi.stats.steps_forward or default.stats.nfe_forward != pi.stats.nfe_forward
+    assert cautious.stats.steps_forward > default.stats.steps_forward
+    if gradient == "backsolve":
+        assert cautious.stats.steps_backward > default.stats.steps_backward  # the backward solve is tuned too
+    for err in (err0, err_pi, err_c):
+        assert err < 300 * 1e-7
+    assert torch.allclose(g_pi, g0, rtol=1e-4) and torch.allclose(g_c, g0, rtol=1e-4)
+    same, _, g_same = solve({"safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "beta": 0.0})  # the defaults
+    assert same.stats.nfe_forward == default.stats.nfe_forward and torch.equal(g_same, g0)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import torch
 
@@ -63,6 +63,30 @@ def _as_times(t) -> list[float]:
     return values
 
 
+#: the controller settings ``odeint`` takes: the range each must lie in, and a test for it
+CONTROLLER_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "safety": ("0 < safety <= 1", lambda v: 0 < v <= 1),
+    "ifactor": ("ifactor >= 1", lambda v: v >= 1),
+    "dfactor": ("0 < dfactor <= 1", lambda v: 0 < v <= 1),
+    "beta": ("0 <= beta <= 0.2", lambda v: 0 <= v <= 0.2),
+}
+
+
+def _controller(settings: Mapping[str, float] | None) -> dict[str, Any]:
+    """``odeint``'s ``controller`` checked (known keys, finite numbers in range), as
+    :class:`StepControl` fields."""
+    out: dict[str, Any] = {}
+    for key, value in (settings or {}).items():
+        if key not in CONTROLLER_RANGES:
+            raise ValueError(f"controller: unknown setting {key!r}; must be one of {', '.join(CONTROLLER_RANGES)}")
+        allowed, test = CONTROLLER_RANGES[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or not test(float(value)):
+            raise ValueError(f"controller: {key} must be a number with {allowed}, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
 def odeint(
     func: Callable[[float, torch.Tensor], torch.Tensor],
     y0: torch.Tensor,
@@ -84,6 +108,7 @@ def odeint(
     adjoint_atol: float | None = None,
     nodes: int = 3,
     max_inputs: int = 10_000,
+    controller: Mapping[str, float] | None = None,
 ) -> Solution:
     """Solve ``dy/dt = func(t, y)`` and return the solution at the save times ``t``.
 
@@ -124,6 +149,9 @@ def odeint(
         nodes: Gauss-Legendre nodes per backward step of ``quadrature``.
         max_inputs: ``forward`` refuses more inputs (state size plus parameter entries)
             than this, raising :class:`~odebench.ode.TooManyInputs`.
+        controller: the step-size controller's settings, forward and backward:
+            ``safety`` (0.9), ``ifactor`` (10), ``dfactor`` (0.2) and ``beta`` (0; 0.04 is
+            the PI controller of Hairer, Norsett and Wanner). See :class:`StepControl`.
 
     Returns:
         A :class:`Solution` with ``ys`` of shape ``(len(t), *y0.shape)`` and ``stats``.
@@ -143,6 +171,7 @@ def odeint(
         raise ValueError(f"max_steps must be positive, got {max_steps}")
     if int(nodes) != nodes or nodes < 1:
         raise ValueError(f"nodes must be a positive integer, got {nodes!r}")
+    tuning = _controller(controller)
     if solver is None:
         solver = REVERSIBLE_HEUN if gradient == "reversible" else "dopri5"
     reversible = solver == REVERSIBLE_HEUN
@@ -167,6 +196,7 @@ def odeint(
         rtol=float(adjoint_rtol or rtol), atol=float(adjoint_atol or atol), max_steps=int(max_steps),
         step_size=step_size, exact_save_times=True,
     )  # fmt: skip
+    control, back_control = replace(control, **tuning), replace(back_control, **tuning)
     if params is None:
         params = tuple(func.parameters()) if isinstance(func, torch.nn.Module) else ()
     params = tuple(params)
