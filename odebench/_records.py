@@ -17,6 +17,18 @@ STATUSES = ("ok", "failed", "timeout", "diverged", "unavailable", "skipped")
 
 # (name, kind): kind is one of "str", "float", "int", "floats" (a list of floats).
 # The order here is the column order of records.parquet.
+#: the stages of a case that get a column of their own (runner/_measure.py times them), with
+#: what each covers as the run summary names it; the rest of ``case_wall_s`` is start-up and
+#: building the problem and the method
+STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("reference_s", "reference read"),  # reading (or computing) the reference, fingerprint included
+    ("prepare_s", "prepare/compile"),  # the method's prepare, JIT tracing and compilation included
+    ("measure_s", "timed measurement"),  # first call, memory probe, warm-up and the timed repeats
+    ("count_s", "counting pass"),
+    ("consistency_s", "discrete-backprop twin"),
+    ("fd_s", "finite differences"),
+)
+
 SCHEMA: tuple[tuple[str, str], ...] = (
     # identity
     ("run_id", "str"),
@@ -71,13 +83,8 @@ SCHEMA: tuple[tuple[str, str], ...] = (
     # bookkeeping
     ("case_wall_s", "float"),  # the whole case, set-up and checks included
     ("finished_at", "str"),  # UTC ISO time
-    # where a case's time went (runner/_measure.py STAGE_COLUMNS); None for a stage not reached
-    ("reference_s", "float"),
-    ("prepare_s", "float"),
-    ("measure_s", "float"),
-    ("count_s", "float"),
-    ("consistency_s", "float"),
-    ("fd_s", "float"),
+    # where a case's time went (STAGE_COLUMNS); None for a stage not reached
+    *((column, "float") for column, _ in STAGE_COLUMNS),
 )
 
 COLUMNS: tuple[str, ...] = tuple(name for name, _ in SCHEMA)

@@ -296,7 +296,8 @@ def test_report_from_a_real_run(tmp_path):
 def test_stage_times_add_up_and_the_summary_names_them():
     """Each measured stage of a case has its column; together they stay within the case's
     wall time, and the summary line names them largest first, with the run's phases."""
-    from odebench.runner._measure import STAGE_COLUMNS, run_case
+    from odebench._records import STAGE_COLUMNS
+    from odebench.runner._measure import run_case
     from odebench.runner._summary import time_breakdown
 
     suite = parse_suite({

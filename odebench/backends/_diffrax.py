@@ -290,10 +290,7 @@ class Forward(_Diffrax):
         return diffrax.ForwardMode()
 
     def prepare(self, problem, spec: CaseSpec):
-        inputs = problem.n_state + problem.n_params
-        if inputs > self.params["max_inputs"]:
-            raise ValueError(
-                f"{self.name}: {inputs} inputs (state {problem.n_state}, parameters {problem.n_params}) exceed "
-                f"max_inputs={self.params['max_inputs']}; forward mode costs one JVP per input"
-            )
+        reason = self.skip_reason(problem)  # the runner skips such a case before it gets here
+        if reason:
+            raise ValueError(f"{self.name}: {reason}")
         return _ForwardPrepared(JaxProblem(problem, spec), self, spec)

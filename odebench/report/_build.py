@@ -41,6 +41,7 @@ from ._findings import (
     FindingGroup,
     findings_in,
     group_findings,
+    low_precision_floors,
 )
 from ._folder import claim, publish, staging
 from ._headline import draw_reproductions, find_reproductions, reproduction_blocks
@@ -313,12 +314,10 @@ def _image(figure: ReportFigure) -> Image:
 def _precision_note(frame: pd.DataFrame) -> list[Block]:
     """A plain statement of the error floor of each low-precision dtype in the run, so that
     an error at it is not read as a method's defect."""
-    from ._figures import SHOWN_FLOOR
-
-    low = sorted(d for d in frame["dtype"].dropna().unique() if ERROR_FLOOR.get(d, 0.0) >= SHOWN_FLOOR)
+    low = low_precision_floors(frame["dtype"].dropna().unique())
     if not low:
         return []
-    floors = ", ".join(f"{ERROR_FLOOR[d]:g} in {d}" for d in low)
+    floors = ", ".join(f"{floor:g} in {d}" for d, floor in low.items())
     return [
         Paragraph(
             f"**Precision floor.** Cases in {', '.join(low)} cannot resolve a gradient error much below the "

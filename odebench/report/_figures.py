@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ._data import MIB, Sweep, figure_file, format_tolerance, sweeps
-from ._findings import ERROR_FLOOR, TOLERANCE_FACTOR
+from ._findings import TOLERANCE_FACTOR, low_precision_floors
 from ._style import SeriesStyle
 
 PANEL_SIZE = (4.2, 3.3)  # inches per panel
@@ -95,17 +95,12 @@ def _paint(ax: Axes, panel: Panel, layout: Layout, styles: dict[str, SeriesStyle
     return set(data["series"])
 
 
-#: an error floor drawn in error panels where it is this large or larger (float32 and below)
-SHOWN_FLOOR = 1e-8
-
-
 def _draw_error_floor(ax: Axes, panel: Panel, data: pd.DataFrame) -> None:
     """In a gradient-error panel of low-precision cases, the dtype's error floor as a
     dashed red line, named: errors at it are arithmetic, not a method's defect."""
     if panel.y not in ("grad_rel_err", "consistency_err") or "dtype" not in data:
         return
-    floors = {d: ERROR_FLOOR[d] for d in data["dtype"].unique() if ERROR_FLOOR.get(d, 0.0) >= SHOWN_FLOOR}
-    for dtype, floor in floors.items():
+    for dtype, floor in low_precision_floors(data["dtype"].unique()).items():
         ax.axhline(floor, color="tab:red", linestyle="--", linewidth=0.9, zorder=0, gid="error-floor")
         ax.annotate(f"{dtype} error floor", (0.01, floor), xycoords=("axes fraction", "data"), color="tab:red",
                     fontsize=7, va="bottom")  # fmt: skip

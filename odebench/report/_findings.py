@@ -82,6 +82,16 @@ ERROR_FLOOR: dict[str, float] = {"float64": 1e-12, "float32": 1e-5, "float16": 1
 """The smallest gradient error a dtype can be expected to reach. The effective tolerance of a
 case is the largest of rtol, this floor and the reference's own error (``reference_err``)."""
 
+#: a dtype whose error floor is this large or larger (float32 and below) is named in the
+#: report and drawn in its error panels
+SHOWN_FLOOR = 1e-8
+
+
+def low_precision_floors(dtypes) -> dict[str, float]:
+    """The error floor of each dtype among ``dtypes`` that is large enough to show, sorted by dtype."""
+    return {d: ERROR_FLOOR[d] for d in sorted(set(dtypes)) if ERROR_FLOOR.get(d, 0.0) >= SHOWN_FLOOR}
+
+
 THRESHOLDS: dict[str, Threshold] = {name: value for name, value in globals().items() if isinstance(value, Threshold)}
 
 # Finding kinds, the more specific first: the order a report lists them in, and the order

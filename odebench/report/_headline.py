@@ -30,6 +30,8 @@ from matplotlib.lines import Line2D
 
 from .._cases import label
 from .._markdown import code, escape
+from .._markdown import ratio as _x
+from ..backends._base import FIXED_STEP, REVERSIBLE
 from ._data import MIB, Prepared, figure_file, parse_params
 from ._figures import ReportFigure, save_png
 from ._findings import TOLERANCE_FACTOR, UNSTABLE_FACTOR
@@ -55,7 +57,7 @@ through the same steps to this relative difference (round-off over a few hundred
 SEMINORM_MIN_SAVING = 5.0
 """A seminorm "saves" backward NFE when it removes at least this percentage of them."""
 
-FIXED = ("euler", "midpoint", "heun", "rk4", "reversible_heun")
+FIXED = FIXED_STEP + REVERSIBLE
 """Fixed-step solvers: their cases are set by ``n_steps``, not by the tolerance."""
 
 _METRICS = (
@@ -189,12 +191,6 @@ def _ratio(a: float, b: float) -> float:
     if b == 0:
         return math.inf if a > 0 else math.nan
     return a / b
-
-
-def _x(value: float) -> str:
-    if value != value:
-        return "—"
-    return "×∞" if math.isinf(value) else f"×{value:.3g}"
 
 
 def _sci(value: float) -> str:

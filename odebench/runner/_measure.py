@@ -155,21 +155,9 @@ def _device_reason(method: Method, device: str) -> str | None:
     return None
 
 
-#: the stages of a case that get a column of their own, as (column, what it covers); the
-#: rest of ``case_wall_s`` is building the problem and the method
-STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("reference_s", "reading (or computing) the reference gradient, fingerprint included"),
-    ("prepare_s", "the method's prepare: JIT compilation included"),
-    ("measure_s", "first call, memory probe, warm-up and the timed repeats"),
-    ("count_s", "the counting pass"),
-    ("consistency_s", "the discrete-backprop twin"),
-    ("fd_s", "the finite-difference check"),
-)
-
-
 class _Stages:
     """The stage a case is in (named in its error, if it fails there) and the seconds spent
-    in each stage that has a column (:data:`STAGE_COLUMNS`)."""
+    in each stage that has a column (:data:`odebench._records.STAGE_COLUMNS`)."""
 
     column: str | None
 

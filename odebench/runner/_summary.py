@@ -67,12 +67,8 @@ def summary_text(frame) -> str:
 def time_breakdown(frame, phases: dict[str, float], jobs: int = 1) -> str:
     """Where a run's time went: this invocation's phases, then the cases' time by stage,
     summed over the cases (and so over ``jobs`` workers), largest first."""
-    from ._measure import STAGE_COLUMNS
+    from .._records import STAGE_COLUMNS
 
-    names = {
-        "measure_s": "timed measurement", "prepare_s": "prepare/compile", "count_s": "counting pass",
-        "consistency_s": "discrete-backprop twin", "fd_s": "finite differences", "reference_s": "reference read",
-    }  # fmt: skip
     lines = []
     if phases:
         wall = " + ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
@@ -81,7 +77,7 @@ def time_breakdown(frame, phases: dict[str, float], jobs: int = 1) -> str:
     if total <= 0:
         return "\n".join(lines)
     columns = [column for column, _ in STAGE_COLUMNS]
-    parts = {names[column]: float(frame[column].sum(skipna=True)) for column in columns}
+    parts = {name: float(frame[column].sum(skipna=True)) for column, name in STAGE_COLUMNS}
     # A case killed from outside (timeout, crash) reports no stages: its time is its own part.
     killed = frame[columns].isna().all(axis=1) & (frame["status"] != "unavailable")
     parts["cases killed before reporting (timeouts, crashes)"] = float(frame.loc[killed, "case_wall_s"].sum())
