@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING
 
 from ._errors import UsageError as UsageError
 from ._lazy import lazy_getattr
-from ._records import COLUMNS as COLUMNS
-from ._records import Record as Record
-from ._results import load_results as load_results
-from ._results import load_run_info as load_run_info
+from ._records import COLUMNS as COLUMNS, Record as Record
+from ._results import load_results as load_results, load_run_info as load_run_info
 from ._version import __version__ as __version__
 from .problems import Problem as Problem
 

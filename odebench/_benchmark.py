@@ -66,7 +66,7 @@ def benchmark(
     Raises:
         UsageError: bad methods, tolerances or settings (the message names the key).
     """
-    from .problems._registry import serving
+    from .problems import serving
     from .runner import parse_suite, run_suite
 
     problems = list(problem) if isinstance(problem, (list, tuple)) else [problem]

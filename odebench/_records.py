@@ -15,6 +15,11 @@ from typing import Any
 # Outcome of one case. ``ok`` is the only status whose metrics are meaningful.
 STATUSES = ("ok", "failed", "timeout", "diverged", "unavailable", "skipped")
 
+#: the exact work of a case, a counter per kind and phase: the record's work columns, and the
+#: fields of ``backends.Counts`` and ``ode.SolveStats`` (tests check both against it)
+PHASES: tuple[str, ...] = ("forward", "backward")
+WORK_COUNTERS: tuple[str, ...] = tuple(f"{kind}_{phase}" for kind in ("nfe", "steps", "rejected") for phase in PHASES)
+
 # (name, kind): kind is one of "str", "float", "int", "floats" (a list of floats).
 # The order here is the column order of records.parquet.
 #: the stages of a case that get a column of their own (runner/_measure.py times them), with
@@ -63,12 +68,7 @@ SCHEMA: tuple[tuple[str, str], ...] = (
     ("consistency_method", "str"),
     ("fd_err", "float"),  # vs central differences of this method's own forward loss
     # work
-    ("nfe_forward", "int"),
-    ("nfe_backward", "int"),
-    ("steps_forward", "int"),
-    ("steps_backward", "int"),
-    ("rejected_forward", "int"),
-    ("rejected_backward", "int"),
+    *((counter, "int") for counter in WORK_COUNTERS),
     # time
     ("time_forward_s", "float"),
     ("time_backward_s", "float"),

@@ -1,13 +1,14 @@
 """The torchdiffeq, diffrax and torchode adapters against independent truth.
 
-Closed-form gradients (a linear system through the matrix exponential, a batch of
-logistic equations), hand counts of evaluations for fixed steps, each library's own
+Closed-form gradients (the built-in linear system, through the matrix exponential, and
+logistic equation on a batch), hand counts of evaluations for fixed steps, each library's own
 statistics for adaptive ones, and the contract the runner relies on. Compiled JAX
 computations are shared between tests (``_prepared``), as compiling dominates the cost.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import subprocess
 import sys
@@ -16,9 +17,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import DEVICES
+from problem_helpers import batch_logistic
 
 from odebench import Problem
-from odebench.backends import CaseSpec, make_method, method_class
+from odebench._records import COLUMNS, WORK_COUNTERS
+from odebench.backends import CaseSpec, Counts, make_method, method_class
+from odebench.ode import SolveStats
+from odebench.problems import linear
 
 LIBRARIES = {"torchdiffeq": "torchdiffeq", "diffrax": "diffrax", "torchode": "torchode"}
 METHODS = [
@@ -50,66 +55,15 @@ def rel_err(grads: dict, ref: dict) -> float:
 JAX_TRACES = [0]  # vector-field calls with jax.numpy: traces, not evaluations
 
 
-def _linear_field(t, y, params, xp):
-    if xp.__name__.startswith("jax"):
-        JAX_TRACES[0] += 1
-    return params["A"] @ y
+def _counting_traces(problem: Problem) -> Problem:
+    """``problem`` with a vector field that counts its JAX traces (the closed form stays)."""
 
+    def field(t, y, params, xp):
+        if xp.__name__.startswith("jax"):
+            JAX_TRACES[0] += 1
+        return problem.vector_field(t, y, params, xp)
 
-def _linear_loss(ys, xp):
-    """Touches every save time: sum_i w . y(t_i) + |y(t_i)|^2 / 2."""
-    return (0.3 * ys[:, 0] - 0.7 * ys[:, 1] + 0.5 * ys[:, 2]).sum() + 0.5 * (ys * ys).sum()
-
-
-def _linear_exact(a: np.ndarray, y0: np.ndarray, t: np.ndarray):
-    """Autograd through torch.linalg.matrix_exp: its derivative is the exact Frechet derivative."""
-
-    def exact():
-        A = torch.tensor(a, requires_grad=True)
-        y = torch.tensor(y0, requires_grad=True)
-        ys = torch.stack([torch.linalg.matrix_exp(A * float(ti)) @ y for ti in t])
-        g_y, g_a = torch.autograd.grad(_linear_loss(ys, torch), [y, A])
-        return {"y0": g_y.numpy(), "A": g_a.numpy()}
-
-    return exact
-
-
-def linear(t_end: float = 1.5, n_save: int = 4) -> Problem:
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((3, 3)) / 3**0.5 - 0.5 * np.eye(3)
-    y0 = rng.standard_normal(3)
-    t = np.linspace(0.0, t_end, n_save)
-    return Problem(
-        name="linear", vector_field=_linear_field, y0=y0, params={"A": a}, t=t, loss=_linear_loss,
-        exact_gradient=_linear_exact(a, y0, t), max_steps=10_000,
-    )  # fmt: skip
-
-
-def _logistic_field(t, y, params, xp):
-    return params["r"] * y * (1 - y / params["K"])
-
-
-def _logistic_loss(ys, xp):
-    return (ys**2).reshape(ys.shape[0], -1).mean(-1).sum()
-
-
-def logistic() -> Problem:
-    """y' = r y (1 - y / K) on a (4, 2) batch; y(t) = K y0 e^{rt} / (K + y0 (e^{rt} - 1))."""
-    y0 = 0.2 + np.random.default_rng(1).random((4, 2))
-    t = np.array([0.0, 0.5, 1.0, 2.0])
-
-    def exact():
-        r, K = (torch.tensor(v, requires_grad=True) for v in (1.3, 2.0))
-        y = torch.tensor(y0, requires_grad=True)
-        e = torch.exp(r * torch.tensor(t)[:, None, None])
-        ys = K * y * e / (K + y * (e - 1))
-        g = torch.autograd.grad(_logistic_loss(ys, torch), [y, r, K])
-        return {"y0": g[0].numpy(), "r": g[1].numpy(), "K": g[2].numpy()}
-
-    return Problem(
-        name="logistic", vector_field=_logistic_field, y0=y0, params={"r": np.array(1.3), "K": np.array(2.0)},
-        t=t, loss=_logistic_loss, exact_gradient=exact, max_steps=10_000,
-    )  # fmt: skip
+    return dataclasses.replace(problem, vector_field=field)
 
 
 def _mlp_field(t, y, params, xp):
@@ -142,7 +96,10 @@ def nan_problem() -> Problem:
     )  # fmt: skip
 
 
-PROBLEMS = {"linear": linear(), "logistic": logistic(), "mlp": mlp(), "grid": linear(t_end=1.0, n_save=5)}
+PROBLEMS = {
+    "linear": _counting_traces(linear(dim=3, t_end=1.5, n_save=4)), "logistic": batch_logistic(), "mlp": mlp(),
+    "grid": linear(dim=3, t_end=1.0, n_save=5),
+}  # fmt: skip
 
 
 @functools.cache
@@ -252,7 +209,9 @@ def test_torchode_counts_match_its_stats(method):
     assert counts.nfe_forward == int(stats["n_f_evals"][0]) > 0
     assert counts.steps_forward + counts.rejected_forward == int(stats["n_steps"][0])
     if method == "torchode.backsolve":
-        assert counts.nfe_backward > counts.nfe_forward and counts.steps_backward > 0
+        backward = sum(int(s["n_steps"][0]) for s in stats["backsolve"])
+        assert counts.steps_backward + counts.rejected_backward == backward > 0
+        assert counts.nfe_backward > counts.steps_backward
     else:
         assert counts.nfe_backward == counts.steps_backward == 0
 
@@ -305,6 +264,14 @@ def test_loss_at_and_count_agree_with_the_timed_pass(method):
     assert prepared.loss_at(problem.y0, problem.params) == pytest.approx(before.loss, rel=1e-12)
     moved = prepared.loss_at(problem.y0 + 0.1, problem.params)
     assert abs(moved - before.loss) > 1e-3
+
+
+def test_work_counters_have_one_home():
+    """Counts, SolveStats and the record's work columns are the counters of WORK_COUNTERS."""
+    assert tuple(f.name for f in dataclasses.fields(Counts)) == WORK_COUNTERS
+    assert tuple(f.name for f in dataclasses.fields(SolveStats))[: len(WORK_COUNTERS)] == WORK_COUNTERS
+    assert set(WORK_COUNTERS) <= set(COLUMNS)
+    assert Counts.of(SolveStats(nfe_forward=3)).as_dict() == {**dict.fromkeys(WORK_COUNTERS, 0), "nfe_forward": 3}
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -695,8 +695,7 @@ def test_hostile_text_in_params_names_and_errors_stays_text(tmp_path):
 
 
 def test_every_method_declares_a_family_the_report_reads():
-    from odebench.backends._base import FAMILIES
-    from odebench.backends._registry import method_class, method_names
+    from odebench.backends import FAMILIES, method_class, method_names
     from odebench.report._data import method_family, promises_constant_memory
 
     for name in method_names():

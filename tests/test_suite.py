@@ -380,3 +380,23 @@ def test_a_jax_case_runs_torch_with_the_suites_thread_count(tmp_path):
     assert record.status == "ok", record.error
     counts = probe.read_text().split()
     assert counts and set(counts) == {"1"}, counts
+
+
+def test_exponent_floats_without_a_dot_are_numbers_in_suites_and_rules(tmp_path):
+    # PyYAML reads YAML 1.1, where 1e-6 is the string "1e-6": a tolerance written so was refused,
+    # and a rule's where-clause would have matched nothing.
+    from odebench.gate import load_rules
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\nproblems: [linear]\nmethods: [odebench.backprop]\ntolerances: [{rtol: 1e-6, atol: 2E-8}]\n"
+    )
+    assert [(t.rtol, t.atol) for t in load_suite(suite).tolerances] == [(1e-6, 2e-8)]
+    rules = tmp_path / "r.yaml"
+    rules.write_text("rules:\n  - where: {rtol: 1e-6}\n    grad_rel_err: {factor: 1e3}\n")
+    loaded = load_rules(rules)
+    assert loaded.rules[0].where.matches({"rtol": 1e-6}) and not loaded.rules[0].where.matches({"rtol": 1e-7})
+    quoted = tmp_path / "q.yaml"
+    quoted.write_text("name: s\nproblems: [linear]\nmethods: [odebench.backprop]\ntolerances: [{rtol: '1e-6'}]\n")
+    with pytest.raises(UsageError, match=r"tolerances\[0\]\.rtol: must be a positive number"):
+        load_suite(quoted)  # quoted, it is a string, as the writer asked

@@ -9,6 +9,7 @@ calls only ``forward``, ``backward``, ``sync`` (timed), and ``outcome``, ``count
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 import numpy as np
+
+from .._cases import label
+from .._records import PHASES, WORK_COUNTERS
 
 
 class MethodError(ValueError):
@@ -88,7 +92,7 @@ class CaseSpec:
 
 @dataclass
 class Counts:
-    """Exact work of one forward + backward pass; ``None`` where a library hides it."""
+    """Exact work of one forward + backward pass (``WORK_COUNTERS``); ``None`` where a library hides it."""
 
     nfe_forward: int | None = None
     nfe_backward: int | None = None
@@ -96,6 +100,19 @@ class Counts:
     steps_backward: int | None = None
     rejected_forward: int | None = None
     rejected_backward: int | None = None
+
+    @classmethod
+    def from_phases(cls, **kinds: Mapping[str, int]) -> Counts:
+        """From per-phase tallies by kind: ``from_phases(nfe={"forward": 6, "backward": 4})``."""
+        return cls(**{f"{kind}_{phase}": tally[phase] for kind, tally in kinds.items() for phase in PHASES})
+
+    @classmethod
+    def of(cls, source: Any) -> Counts:
+        """The counters read off ``source``'s attributes (a :class:`~odebench.ode.SolveStats`)."""
+        return cls(**{name: getattr(source, name) for name in WORK_COUNTERS})
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in WORK_COUNTERS}
 
 
 @dataclass
@@ -260,8 +277,6 @@ class Method(ABC):
         """The :attr:`consistency` method with this one's solver settings, or None."""
         if self.consistency is None:
             return None
-        from ._registry import method_class
-
         cls = method_class(self.consistency)
         shared = ("solver", "n_steps", "max_steps")
         return cls({k: v for k, v in self.params.items() if k in shared and k in cls.options})
@@ -279,5 +294,49 @@ class Method(ABC):
     def label(self) -> str:
         """A readable name with the parameters that differ from the defaults."""
         changed = {k: v for k, v in self.params.items() if self.options[k].default != v or k == "solver"}
-        inner = ", ".join(f"{k}={v}" for k, v in changed.items())
-        return f"{self.name}({inner})" if inner else self.name
+        return label(self.name, changed)
+
+
+# ---------------------------------------------------------------- the catalogue
+# Method names -> adapter classes, imported on demand. Adapter modules import their
+# library only inside ``prepare``, so listing and validating methods works with any
+# subset of torchdiffeq, diffrax and torchode installed.
+
+_METHODS: dict[str, str] = {
+    "odebench.backprop": "odebench.backends._odebench:Backprop",
+    "odebench.backsolve": "odebench.backends._odebench:Backsolve",
+    "odebench.interpolated": "odebench.backends._odebench:Interpolated",
+    "odebench.checkpoint": "odebench.backends._odebench:Checkpoint",
+    "odebench.forward": "odebench.backends._odebench:Forward",
+    "odebench.quadrature": "odebench.backends._odebench:Quadrature",
+    "odebench.symplectic": "odebench.backends._odebench:Symplectic",
+    "odebench.reversible": "odebench.backends._odebench:Reversible",
+    "torchdiffeq.backprop": "odebench.backends._torchdiffeq:Backprop",
+    "torchdiffeq.adjoint": "odebench.backends._torchdiffeq:Adjoint",
+    "diffrax.recursive_checkpoint": "odebench.backends._diffrax:RecursiveCheckpoint",
+    "diffrax.backsolve": "odebench.backends._diffrax:Backsolve",
+    "diffrax.direct": "odebench.backends._diffrax:Direct",
+    "diffrax.forward": "odebench.backends._diffrax:Forward",
+    "torchode.autodiff": "odebench.backends._torchode:AutoDiff",
+    "torchode.backsolve": "odebench.backends._torchode:Backsolve",
+    "fd.central": "odebench.backends._fd:Central",
+}
+
+
+def method_names() -> tuple[str, ...]:
+    return tuple(_METHODS)
+
+
+def method_class(name: str) -> type[Method]:
+    """The adapter class of a method name; an unknown name lists the valid ones."""
+    try:
+        target = _METHODS[name]
+    except KeyError:
+        raise MethodError(f"unknown method {name!r}; must be one of {', '.join(_METHODS)}") from None
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_method(name: str, params: Mapping[str, Any] | None = None) -> Method:
+    """A method with validated parameters (defaults filled in)."""
+    return method_class(name)(params)

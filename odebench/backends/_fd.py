@@ -8,34 +8,21 @@ directional derivatives, and accuracy is measured on those projections.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option, Outcome
-from ._odebench import odeint_kwargs
-from ._torch import TorchPrepared, TorchProblem
-
-if TYPE_CHECKING:
-    from ..ode import SolveStats
+from ._odebench import OwnSolvePrepared, odeint_kwargs
+from ._torch import TorchProblem
 
 
-class _FDPrepared(TorchPrepared):
+class _FDPrepared(OwnSolvePrepared):
     def __init__(self, tp: TorchProblem, method: Central, spec: CaseSpec):
-        super().__init__(tp)
-        p = method.params
-        self.params = p
+        super().__init__(tp, odeint_kwargs(method, tp.problem, spec))
+        self.params = method.params
         self.seed = spec.seed
-        self.kwargs = odeint_kwargs(method, tp.problem, spec)
         self.x0 = tp.problem.flat_inputs()
-        self.last_stats: SolveStats | None = None
-
-    def solve(self, y0, params):
-        from ..ode import odeint
-
-        sol = odeint(self.tp.field(params), y0, self.tp.t, list(params.values()), **self.kwargs)
-        self.last_stats = sol.stats
-        return sol.ys
 
     def _loss(self, x: np.ndarray) -> float:
         parts = self.tp.problem.unflatten(x)

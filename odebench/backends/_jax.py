@@ -100,7 +100,7 @@ def enable_compilation_cache(jax) -> None:
     solves them with ``throw=False`` for this reason) and the helpers, not the counting
     build. Tracing is not cached: on ``neural_mlp`` with ``diffrax.backsolve`` a warm case
     still spends about 3 s in ``prepare`` (``compile_time_s``) against 4-5 s cold."""
-    from ..problems._reference import cache_dir
+    from ..problems import cache_dir
 
     if jax.config.jax_compilation_cache_dir is None:
         jax.config.update("jax_compilation_cache_dir", str(cache_dir().parent / "jax"))

@@ -26,37 +26,28 @@ def odeint_kwargs(method: Method, problem, spec: CaseSpec, **extra: Any) -> dict
     return kwargs
 
 
-class _OdebenchPrepared(TorchPrepared):
-    def __init__(self, tp: TorchProblem, method: _Own, spec: CaseSpec):
+class OwnSolvePrepared(TorchPrepared):
+    """A computation whose solve is the own solver's, with ``odeint`` keyword arguments ``kwargs``."""
+
+    def __init__(self, tp: TorchProblem, kwargs: dict[str, Any]):
         super().__init__(tp)
-        extra = {k: method.params[k] for k in MODE_OPTIONS if k in method.params}
-        self.kwargs = odeint_kwargs(method, tp.problem, spec, gradient=method.gradient, **extra)
+        self.kwargs = kwargs
         self.last_stats: SolveStats | None = None
 
     def solve(self, y0, params):
-        from ..ode import odeint
+        from ..problems import odeint_problem
 
-        sol = odeint(self.tp.field(params), y0, self.tp.t, list(params.values()), **self.kwargs)
+        sol = odeint_problem(self.tp.problem, y0, params, field=self.tp.field(params), t=self.tp.t, **self.kwargs)
         self.last_stats = sol.stats
         return sol.ys
 
-    def steps(self):
-        s = cast("SolveStats", self.last_stats)  # set by the last solve()
-        return {
-            "steps_forward": s.steps_forward,
-            "steps_backward": s.steps_backward,
-            "rejected_forward": s.rejected_forward,
-            "rejected_backward": s.rejected_backward,
-        }
 
+class _OdebenchPrepared(OwnSolvePrepared):
     def count(self) -> Counts:
-        counts = super().count()
+        super().count()  # the counted forward + backward pass
         # The solver's own tally: the same evaluations as the field's counter, except that
         # forward sensitivities count one evaluation per tangent direction (docs/solver.md).
-        stats = cast("SolveStats", self.last_stats)  # count() follows a solve()
-        counts.nfe_forward = stats.nfe_forward
-        counts.nfe_backward = stats.nfe_backward
-        return counts
+        return Counts.of(cast("SolveStats", self.last_stats))  # count() follows a solve()
 
 
 class _Own(Method):
@@ -68,7 +59,9 @@ class _Own(Method):
     gradient: ClassVar[str]
 
     def prepare(self, problem, spec: CaseSpec):
-        return _OdebenchPrepared(TorchProblem(problem, spec), self, spec)
+        extra = {k: self.params[k] for k in MODE_OPTIONS if k in self.params}
+        kwargs = odeint_kwargs(self, problem, spec, gradient=self.gradient, **extra)
+        return _OdebenchPrepared(TorchProblem(problem, spec), kwargs)
 
 
 class Backprop(_Own):

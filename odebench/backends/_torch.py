@@ -110,8 +110,9 @@ class TorchPrepared(Prepared):
     def solve(self, y0, params: Mapping[str, Any]) -> Any:
         """The solution at the save times, shape (len(t), *y0.shape), differentiable."""
 
-    def steps(self) -> dict[str, int | None]:
-        """Step counts of the last counted pass, where the library exposes them."""
+    def steps(self) -> Mapping[str, Mapping[str, int]]:
+        """Step counts of the last counted pass by kind and phase (``{"steps": {"forward": 9, ...},
+        "rejected": ...}``, as :meth:`Counts.from_phases` takes them), where the library exposes them."""
         return {}
 
     def forward(self):
@@ -139,15 +140,7 @@ class TorchPrepared(Prepared):
             self.backward(loss)
         finally:
             counter.on = False
-        steps = self.steps()
-        return Counts(
-            nfe_forward=counter.calls["forward"],
-            nfe_backward=counter.calls["backward"],
-            steps_forward=steps.get("steps_forward"),
-            steps_backward=steps.get("steps_backward"),
-            rejected_forward=steps.get("rejected_forward"),
-            rejected_backward=steps.get("rejected_backward"),
-        )
+        return Counts.from_phases(nfe=counter.calls, **self.steps())
 
     def loss_at(self, y0: np.ndarray, params: Mapping[str, np.ndarray]) -> float:
         tp = self.tp

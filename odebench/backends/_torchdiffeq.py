@@ -176,15 +176,8 @@ class _TorchdiffeqPrepared(TorchPrepared):
         with _library_errors(self.label):
             return super().backward(loss)
 
-    def steps(self) -> dict[str, int | None]:
-        tally = self.tally
-        accepted = tally.attempts if self.fixed else tally.accepted
-        return {
-            "steps_forward": accepted["forward"],
-            "steps_backward": accepted["backward"],
-            "rejected_forward": tally.rejected["forward"],
-            "rejected_backward": tally.rejected["backward"],
-        }
+    def steps(self) -> dict[str, dict[str, int]]:
+        return {"steps": self.tally.attempts if self.fixed else self.tally.accepted, "rejected": self.tally.rejected}
 
 
 class _Torchdiffeq(Method):

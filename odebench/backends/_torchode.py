@@ -136,17 +136,12 @@ class _TorchodePrepared(TorchPrepared):
                 _raise_status(3, self.label, "backward solve", self.max_steps)
         return state
 
-    def steps(self) -> dict[str, int | None]:
+    def steps(self) -> dict[str, dict[str, int]]:
         stats = cast("dict[str, Any]", self.last_stats)  # set by the last forward()
-        backward = stats.get("backsolve", ())
-        b_steps = sum(int(s["n_steps"][0]) for s in backward)
-        b_accepted = sum(int(s["n_accepted"][0]) for s in backward)
-        return {
-            "steps_forward": int(stats["n_accepted"][0]),
-            "rejected_forward": int(stats["n_steps"][0] - stats["n_accepted"][0]),
-            "steps_backward": b_accepted,
-            "rejected_backward": b_steps - b_accepted,
-        }
+        solves = {"forward": [stats], "backward": stats.get("backsolve", ())}
+        attempts = {phase: sum(int(s["n_steps"][0]) for s in runs) for phase, runs in solves.items()}
+        accepted = {phase: sum(int(s["n_accepted"][0]) for s in runs) for phase, runs in solves.items()}
+        return {"steps": accepted, "rejected": {phase: attempts[phase] - accepted[phase] for phase in solves}}
 
 
 class _Torchode(Method):

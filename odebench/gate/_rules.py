@@ -26,6 +26,7 @@ from typing import Any
 
 from .._cases import WHERE_KEYS, Where, parse_where
 from .._errors import UsageError
+from .._yaml import safe_load
 
 TIME_MODES = ("relative", "absolute", "both")
 MEMORY_SOURCES = ("cuda", "jax", "rss")
@@ -354,7 +355,7 @@ def load_rules(path: str | os.PathLike) -> Rules:
     except OSError as exc:
         raise UsageError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML: {exc}") from exc
     return rules_from_dict(data, source=str(path))

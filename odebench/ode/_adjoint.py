@@ -216,7 +216,7 @@ class Backsolve(_Mode):
         ys, ts = self.ys, self.ts
         n = ys[0].numel()
         sizes = (n, n, *self.param_sizes)
-        norm = ErrorNorm(sizes, n_included=2 if self.seminorm else None, device=ys[0].device, dtype=ys[0].dtype)
+        norm = ErrorNorm(sizes, n_included=2 if self.seminorm else None, device=ys[0].device)
 
         def augmented(t, z):
             return self._vjp_flat(t, z[:n], -z[n : 2 * n], with_f=True)
@@ -348,7 +348,7 @@ class Interpolated(_Taped):
         direction = 1.0 if ts[-1] > ts[0] else -1.0
         n = grad_ys[0].numel()
         sizes = (n, *self.param_sizes)
-        norm = ErrorNorm(sizes, n_included=1 if self.seminorm else None, device=grad_ys.device, dtype=grad_ys.dtype)
+        norm = ErrorNorm(sizes, n_included=1 if self.seminorm else None, device=grad_ys.device)
         trajectory = _Trajectory(self.integ, self.tape, self.fn, direction)
 
         def adjoint(t, z):

@@ -30,8 +30,8 @@ class StepControl:
     ``k`` the error order (embedded order + 1). ``beta = 0`` (the default) is the
     classical I controller; ``beta = 0.04`` is the PI controller of Hairer, Norsett
     and Wanner (II.4, eq. 4.13a), smoother on mildly stiff problems.
-    With ``step_size`` or ``n_steps`` the solve is fixed-step and the error estimate,
-    if any, is not used.
+    With ``step_size`` the solve is fixed-step (:func:`~odebench.ode.odeint` turns its
+    ``n_steps`` into a step size) and the error estimate, if any, is not used.
     """
 
     rtol: float = 1e-6
@@ -42,13 +42,12 @@ class StepControl:
     beta: float = 0.0
     max_steps: int = 100_000
     step_size: float | None = None
-    n_steps: int | None = None
     first_step: float | None = None
     exact_save_times: bool = False
 
     @property
     def fixed(self) -> bool:
-        return self.step_size is not None or self.n_steps is not None
+        return self.step_size is not None
 
 
 class _Coefficients:
@@ -79,7 +78,7 @@ class ErrorNorm:
     decision needs the value on the host anyway.
     """
 
-    def __init__(self, sizes: tuple[int, ...], n_included: int | None = None, device=None, dtype=None):
+    def __init__(self, sizes: tuple[int, ...], n_included: int | None = None, device=None):
         n_included = len(sizes) if n_included is None else n_included
         self.length = int(sum(sizes[:n_included]))
         self.sizes = tuple(s for s in sizes[:n_included] if s > 0)
@@ -375,8 +374,7 @@ class Integrator:
 
     def _solve_fixed(self, fn, y0, ts, *, k1, tape, on_step, pool) -> SolveResult:
         ctl, tab = self.control, self.tableau
-        span = ts[-1] - ts[0]
-        h_nominal = abs(span) / ctl.n_steps if ctl.n_steps is not None else ctl.step_size
+        h_nominal = cast(float, ctl.step_size)  # fixed: set
         y, ys, steps = y0, [y0], 0
         for i in range(len(ts) - 1):
             t_a, t_b = ts[i], ts[i + 1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
@@ -13,11 +13,10 @@ from ._adjoint import AdjointFunction, Backsolve, Checkpoint, Counted, Interpola
 from ._core import ErrorNorm, Integrator, StepControl
 from ._forward import Forward
 from ._quadrature import Quadrature
-from ._reversible import NAME as REVERSIBLE_HEUN
-from ._reversible import Reversible, ReversibleHeun
+from ._reversible import NAME as REVERSIBLE_HEUN, Reversible, ReversibleHeun
 from ._stats import SolveStats
 from ._symplectic import Symplectic
-from ._tableau import TABLEAUX, SolverNameError, get_tableau
+from ._tableau import TABLEAUX, ButcherTableau, SolverNameError, get_tableau
 
 MODES = {
     "backsolve": Backsolve,
@@ -156,54 +155,22 @@ def odeint(
     Returns:
         A :class:`Solution` with ``ys`` of shape ``(len(t), *y0.shape)`` and ``stats``.
     """
-    if gradient not in GRADIENT_MODES:
-        raise ValueError(f"unknown gradient mode {gradient!r}; must be one of {', '.join(GRADIENT_MODES)}")
-    if not isinstance(y0, torch.Tensor) or not torch.is_floating_point(y0):
-        raise TypeError(f"y0 must be a floating-point torch.Tensor, got {type(y0).__name__}")
-    if save_at not in (None, "interpolate", "step"):
-        raise ValueError(f"save_at must be 'interpolate' or 'step', got {save_at!r}")
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if n_steps is not None and (int(n_steps) != n_steps or n_steps < 1):
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be positive, got {max_steps}")
-    if int(nodes) != nodes or nodes < 1:
-        raise ValueError(f"nodes must be a positive integer, got {nodes!r}")
-    tuning = _controller(controller)
-    if solver is None:
-        solver = REVERSIBLE_HEUN if gradient == "reversible" else "dopri5"
-    reversible = solver == REVERSIBLE_HEUN
-    if reversible and gradient not in ("backprop", "reversible"):
-        raise ValueError(f"solver {solver!r} supports gradient 'backprop' or 'reversible', not {gradient!r}")
-    if gradient == "reversible" and not reversible:
-        raise ValueError(f"gradient 'reversible' needs solver {REVERSIBLE_HEUN!r}, got {solver!r}")
-    if reversible and step_size is None and n_steps is None:
-        raise ValueError(f"solver {solver!r} is fixed-step: give step_size or n_steps")
-    if not reversible and solver not in TABLEAUX:
-        raise SolverNameError(f"unknown solver {solver!r}; must be one of {', '.join((*TABLEAUX, REVERSIBLE_HEUN))}")
-    tableau = None if reversible else get_tableau(solver)
+    _check_numbers(gradient, y0, save_at, rtol, atol, n_steps, max_steps, nodes)
+    solver, tableau = _solver(solver, gradient, step_size, n_steps)
     ts = _as_times(t)
     if n_steps is not None:
         step_size = abs(ts[-1] - ts[0]) / n_steps
+    tuning = _controller(controller)
     exact = (tableau is None or tableau.exact_save_times) if save_at is None else save_at == "step"
     control = StepControl(
         rtol=float(rtol), atol=float(atol), max_steps=int(max_steps), step_size=step_size,
-        first_step=first_step, exact_save_times=exact,
+        first_step=first_step, exact_save_times=exact, **tuning,
     )  # fmt: skip
     back_control = StepControl(
         rtol=float(adjoint_rtol or rtol), atol=float(adjoint_atol or atol), max_steps=int(max_steps),
-        step_size=step_size, exact_save_times=True,
+        step_size=step_size, exact_save_times=True, **tuning,
     )  # fmt: skip
-    control, back_control = replace(control, **tuning), replace(back_control, **tuning)
-    if params is None:
-        params = tuple(func.parameters()) if isinstance(func, torch.nn.Module) else ()
-    params = tuple(params)
-    for p in params:
-        if not isinstance(p, torch.Tensor):
-            raise TypeError(f"params must be tensors, got {type(p).__name__}")
-
+    params = _params(func, params)
     timed = isinstance(t, torch.Tensor) and t.requires_grad and torch.is_grad_enabled()
     if timed:
         y0 = _start_time_link(func, y0, t, ts)
@@ -261,3 +228,49 @@ def _save_time_link(func, ys: torch.Tensor, t: torch.Tensor, ts: list[float]) ->
     fields = torch.stack([_field_at(func, ti, y) for ti, y in zip(ts, ys, strict=True)])
     shift = (t - t.detach()).to(ys.dtype).reshape(-1, *([1] * (ys.dim() - 1)))
     return ys + shift * fields
+
+
+def _check_numbers(gradient, y0, save_at, rtol, atol, n_steps, max_steps, nodes) -> None:
+    """ValueError or TypeError naming the first argument of :func:`odeint` out of range."""
+    if gradient not in GRADIENT_MODES:
+        raise ValueError(f"unknown gradient mode {gradient!r}; must be one of {', '.join(GRADIENT_MODES)}")
+    if not isinstance(y0, torch.Tensor) or not torch.is_floating_point(y0):
+        raise TypeError(f"y0 must be a floating-point torch.Tensor, got {type(y0).__name__}")
+    if save_at not in (None, "interpolate", "step"):
+        raise ValueError(f"save_at must be 'interpolate' or 'step', got {save_at!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if n_steps is not None and (int(n_steps) != n_steps or n_steps < 1):
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be positive, got {max_steps}")
+    if int(nodes) != nodes or nodes < 1:
+        raise ValueError(f"nodes must be a positive integer, got {nodes!r}")
+
+
+def _solver(solver: str | None, gradient: str, step_size, n_steps) -> tuple[str, ButcherTableau | None]:
+    """The solver's name and tableau (None for reversible Heun), checked against the gradient mode."""
+    if solver is None:
+        solver = REVERSIBLE_HEUN if gradient == "reversible" else "dopri5"
+    reversible = solver == REVERSIBLE_HEUN
+    if reversible and gradient not in ("backprop", "reversible"):
+        raise ValueError(f"solver {solver!r} supports gradient 'backprop' or 'reversible', not {gradient!r}")
+    if gradient == "reversible" and not reversible:
+        raise ValueError(f"gradient 'reversible' needs solver {REVERSIBLE_HEUN!r}, got {solver!r}")
+    if reversible and step_size is None and n_steps is None:
+        raise ValueError(f"solver {solver!r} is fixed-step: give step_size or n_steps")
+    if not reversible and solver not in TABLEAUX:
+        raise SolverNameError(f"unknown solver {solver!r}; must be one of {', '.join((*TABLEAUX, REVERSIBLE_HEUN))}")
+    return solver, None if reversible else get_tableau(solver)
+
+
+def _params(func, params) -> tuple[torch.Tensor, ...]:
+    """The tensors to differentiate besides ``y0``: as given, else a module's parameters."""
+    if params is None:
+        params = tuple(func.parameters()) if isinstance(func, torch.nn.Module) else ()
+    params = tuple(params)
+    for p in params:
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"params must be tensors, got {type(p).__name__}")
+    return params

@@ -40,10 +40,8 @@ class ReversibleHeun:
 
     def grid(self, ts: list[float]) -> tuple[list[tuple[float, float]], list[int]]:
         """Every step's ``(t, h)``, and the index of the step that ends at each save time after the first."""
-        span = ts[-1] - ts[0]
         ctl = self.control
-        # odeint gives the reversible solver a step_size whenever n_steps is None
-        h_nominal = abs(span) / ctl.n_steps if ctl.n_steps is not None else cast(float, ctl.step_size)
+        h_nominal = cast(float, ctl.step_size)  # odeint requires one for the reversible solver
         steps: list[tuple[float, float]] = []
         ends: list[int] = []
         for t_a, t_b in zip(ts[:-1], ts[1:], strict=True):

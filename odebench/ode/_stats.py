@@ -12,7 +12,8 @@ class SolveStats:
     The backward fields are filled in when ``.backward()`` runs through the solution
     (and stay zero for ``backprop``, whose backward pass evaluates nothing: autograd
     replays the stored graph). An NFE is one primal evaluation of the vector field;
-    a vector-Jacobian product through an evaluation is part of that evaluation.
+    a vector-Jacobian product through an evaluation is part of that evaluation. The six
+    work counters are ``odebench._records.WORK_COUNTERS`` (the record's columns).
     """
 
     nfe_forward: int = 0

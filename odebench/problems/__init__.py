@@ -4,65 +4,46 @@ Importing this package registers the built-in problems; it needs NumPy only (tor
 imported when a reference or a closed-form gradient is computed).
 """
 
-from ._analytic import linear as linear
-from ._analytic import logistic as logistic
-from ._analytic import oscillator as oscillator
-from ._analytic import stiff_decay as stiff_decay
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
+from ._analytic import linear as linear, logistic as logistic, oscillator as oscillator, stiff_decay as stiff_decay
 from ._classic import (
     brusselator as brusselator,
-)
-from ._classic import (
     lorenz as lorenz,
-)
-from ._classic import (
     lotka_volterra as lotka_volterra,
-)
-from ._classic import (
     robertson as robertson,
-)
-from ._classic import (
     van_der_pol as van_der_pol,
 )
-from ._neural import neural_mlp as neural_mlp
-from ._neural import spiral as spiral
-from ._problem import STIFF_WORK as STIFF_WORK
-from ._problem import Problem as Problem
-from ._problem import ProblemError as ProblemError
-from ._problem import is_stiff as is_stiff
+from ._neural import neural_mlp as neural_mlp, spiral as spiral
+from ._problem import STIFF_WORK as STIFF_WORK, Problem as Problem, ProblemError as ProblemError, is_stiff as is_stiff
 from ._reference import (
     REFERENCE_VERSION as REFERENCE_VERSION,
-)
-from ._reference import (
     Reference as Reference,
-)
-from ._reference import (
     ReferenceFailure as ReferenceFailure,
-)
-from ._reference import (
     cache_dir as cache_dir,
-)
-from ._reference import (
     reference_gradient as reference_gradient,
 )
 from ._registry import (
     ProblemInfo as ProblemInfo,
-)
-from ._registry import (
+    call_serving as call_serving,
     get_problem as get_problem,
-)
-from ._registry import (
+    is_factory_path as is_factory_path,
     list_problems as list_problems,
-)
-from ._registry import (
+    pack_served as pack_served,
     problem_names as problem_names,
-)
-from ._registry import (
     register as register,
+    serving as serving,
 )
-from ._workloads import cnf as cnf
-from ._workloads import fit as fit
-from ._workloads import latent_ode as latent_ode
-from ._workloads import ode_net as ode_net
+from ._user import is_equinox_module as is_equinox_module
+from ._workloads import cnf as cnf, fit as fit, latent_ode as latent_ode, ode_net as ode_net
+
+# The torch side loads on first use: this package itself needs NumPy only.
+_LAZY = {name: "odebench.problems._torch" for name in ("loss_and_gradient", "loss_function", "odeint_problem")}
+__getattr__ = lazy_getattr(globals(), _LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._torch import loss_and_gradient, loss_function, odeint_problem  # noqa: F401
 
 __all__ = [
     "REFERENCE_VERSION",

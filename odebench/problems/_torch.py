@@ -1,19 +1,19 @@
 """Problems in PyTorch: inputs as tensors, the loss through the project's solver, gradients out.
 
-Imported lazily (by references, closed-form gradients and tests), so that
+Imported lazily (by references, closed-form gradients, the own solver's methods and tests), so that
 ``odebench.problems`` itself needs NumPy only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..ode import odeint
+from ..ode import Solution, odeint
 from ._problem import Problem, ProblemError
 
 
@@ -52,28 +52,33 @@ def _gradient_dict(problem: Problem, loss: torch.Tensor, y0: torch.Tensor, param
     return out
 
 
-def solve_loss(
+def odeint_problem(
     problem: Problem,
     y0: torch.Tensor,
-    params: dict[str, torch.Tensor],
+    params: Mapping[str, torch.Tensor],
     *,
-    solver: str,
-    rtol: float,
-    atol: float,
-    gradient: str = "backprop",
-    save_at: str | None = None,
+    field: Callable[[float, torch.Tensor], torch.Tensor] | None = None,
+    t: Any = None,
     max_steps: int | None = None,
-):
-    """The problem's loss through :func:`odebench.ode.odeint`; returns ``(loss, Solution)``."""
+    **kwargs: Any,
+) -> Solution:
+    """The one road from a problem to the own solver: its vector field with ``params``
+    (``field`` in its place, such as a backend's counting one) through :func:`odebench.ode.odeint`
+    at the save times ``t`` (default ``problem.t``); ``max_steps`` defaults to the problem's."""
 
-    def func(t: float, y: torch.Tensor) -> torch.Tensor:
+    def func(s: float, y: torch.Tensor) -> torch.Tensor:
         # A 0-d tensor, as every torch backend passes it (see backends._torch.time_tensor).
-        return problem.vector_field(torch.full((), t, dtype=y.dtype), y, params, torch)
+        return problem.vector_field(torch.full((), s, dtype=y.dtype), y, params, torch)
 
-    solution = odeint(
-        func, y0, problem.t, params=list(params.values()), solver=solver, rtol=rtol, atol=atol,
-        gradient=gradient, save_at=save_at, max_steps=max_steps or problem.max_steps,
+    return odeint(
+        func if field is None else field, y0, problem.t if t is None else t, params=list(params.values()),
+        max_steps=max_steps or problem.max_steps, **kwargs,
     )  # fmt: skip
+
+
+def solve_loss(problem: Problem, y0: torch.Tensor, params: dict[str, torch.Tensor], **kwargs: Any):
+    """The problem's loss through :func:`odeint_problem`; returns ``(loss, Solution)``."""
+    solution = odeint_problem(problem, y0, params, **kwargs)
     return problem.loss(solution.ys, torch), solution
 
 

@@ -155,7 +155,7 @@ def from_jax(field: Any, y0: Any, t: Any, loss: Callable[[Any], Any], params: An
     import jax
 
     name = info.pop("name", "jax_model")
-    if params is None and _is_equinox_module(field):
+    if params is None and is_equinox_module(field):
         import equinox as eqx
 
         tree, static = eqx.partition(field, eqx.is_inexact_array)
@@ -187,7 +187,7 @@ def _leaf_name(path: tuple[Any, ...]) -> str:
     return jax.tree_util.keystr(path).lstrip(".") or "params"
 
 
-def _is_equinox_module(obj: Any) -> bool:
+def is_equinox_module(obj: Any) -> bool:
     try:
         import equinox as eqx
     except ImportError:

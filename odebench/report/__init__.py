@@ -17,6 +17,7 @@ _LAZY = {
     "find_findings": "odebench.report._findings",
     "Finding": "odebench.report._findings",
     "Threshold": "odebench.report._findings",
+    "prepare": "odebench.report._data",
     "THRESHOLDS": "odebench.report._findings",
 }
 
@@ -28,4 +29,5 @@ __getattr__ = lazy_getattr(globals(), _LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._build import build_report, default_output, write_report  # noqa: F401
+    from ._data import prepare  # noqa: F401
     from ._findings import THRESHOLDS, Finding, Threshold, find_findings  # noqa: F401

@@ -267,8 +267,7 @@ def _finding_blocks(groups: list[FindingGroup], drawn: set[str], n_ok: int, n_fa
 
 
 def _how_to_read() -> Details:
-    from ..backends._base import FAMILIES
-    from ..backends._registry import method_class, method_names
+    from ..backends import FAMILIES, method_class, method_names
 
     classes = [method_class(name) for name in method_names()]
 

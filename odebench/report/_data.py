@@ -40,8 +40,7 @@ MIB = 2.0**20
 
 
 def _method_class(method: str):
-    from ..backends._base import MethodError
-    from ..backends._registry import method_class
+    from ..backends import MethodError, method_class
 
     try:
         return method_class(method)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from ..backends._base import STABLE_FAMILIES
+from .. import _verdicts as verdicts
+from .._verdicts import ERROR_FLOOR
+from ..backends import STABLE_FAMILIES
 from ._data import (
     MIB,
     figure_file,
@@ -49,7 +51,7 @@ PLATEAU_MAX_SLOPE = Threshold(
     "(a well-behaved method follows the tolerance with a slope near 1).",
 )
 CONSISTENCY_FACTOR = Threshold(
-    100.0,
+    verdicts.CONSISTENCY_FACTOR,
     "An adjoint is inconsistent with its own forward solve when consistency_err exceeds this many times "
     "both the effective tolerance and the gradient error of the same library's discrete method.",
 )
@@ -78,9 +80,6 @@ MEMORY_GROWTH_FACTOR = Threshold(
     "that promises horizon-independent memory, is a finding.",
 )
 
-ERROR_FLOOR: dict[str, float] = {"float64": 1e-12, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-1}
-"""The smallest gradient error a dtype can be expected to reach. The effective tolerance of a
-case is the largest of rtol, this floor and the reference's own error (``reference_err``)."""
 
 #: a dtype whose error floor is this large or larger (float32 and below) is named in the
 #: report and drawn in its error panels
@@ -147,9 +146,10 @@ def _span(values: list[float]) -> str:
 
 
 def _effective_tolerance(pts: pd.DataFrame) -> pd.Series:
-    floor = pts["dtype"].map(lambda d: ERROR_FLOOR.get(d, 0.0)).astype("float64")
-    reference = pts["reference_err"].fillna(0.0)
-    return pd.concat([pts["rtol"], floor, reference], axis=1).max(axis=1)
+    """Per case, :func:`odebench._verdicts.effective_tolerance`."""
+    reference = pts["reference_err"].astype("float64").fillna(0.0)
+    values = map(verdicts.effective_tolerance, pts["rtol"].astype("float64"), pts["dtype"], reference)
+    return pd.Series(list(values), index=pts.index, dtype="float64")
 
 
 def _contenders(pts: pd.DataFrame) -> pd.DataFrame:
@@ -181,7 +181,7 @@ def _finding(
 
 def _adaptive(pts: pd.DataFrame) -> pd.DataFrame:
     """The points of adaptive solves: a fixed-step solver ignores rtol by design."""
-    from ..backends._base import FIXED_STEP, REVERSIBLE
+    from ..backends import FIXED_STEP, REVERSIBLE
 
     return pts[~pts["solver"].isin(FIXED_STEP + REVERSIBLE)]
 
@@ -233,7 +233,7 @@ def _consistency(pts: pd.DataFrame) -> Iterator[Finding]:
         for row in group[group["consistency_err"].notna()].itertuples():
             own = discrete.get((row.problem_label, row.consistency_method, row.solver, row.rtol, row.dtype), math.nan)
             bound = max(row.tol_eff, 0.0 if math.isnan(own) else own)
-            if row.consistency_err > CONSISTENCY_FACTOR * bound:
+            if verdicts.adjoint_inconsistent(row.consistency_err, row.tol_eff, None if math.isnan(own) else own):
                 versus = f", {row.consistency_method} error {_sci(own)}" if not math.isnan(own) else ""
                 line = (
                     f"rtol={format_tolerance(row.rtol)}: consistency_err {_sci(row.consistency_err)} "

@@ -29,9 +29,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .._cases import label
-from .._markdown import code, escape
-from .._markdown import ratio as _x
-from ..backends._base import FIXED_STEP, REVERSIBLE
+from .._markdown import code, escape, ratio as _x
+from ..backends import FIXED_STEP, REVERSIBLE
 from ._data import MIB, Prepared, figure_file, parse_params
 from ._figures import ReportFigure, save_png
 from ._findings import TOLERANCE_FACTOR, UNSTABLE_FACTOR

@@ -23,8 +23,8 @@ import numpy as np
 from .._errors import SolverError
 from .._memory import MemoryProbe
 from .._records import Record
-from ..backends import CaseSpec, Outcome, make_method
-from ..backends._base import DeviceUnavailable, Method
+from .._verdicts import relative_error
+from ..backends import CaseSpec, DeviceUnavailable, Method, Outcome, make_method
 from ._suite import Case, Settings
 
 FD_DIRECTIONS = 2  # directional derivatives per case in the finite-difference check
@@ -78,10 +78,9 @@ def _flat(problem, outcome: Outcome) -> tuple[np.ndarray, np.ndarray | None]:
 def _compare(g: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     diff = g - ref
     ref_norm, g_norm = float(np.linalg.norm(ref)), float(np.linalg.norm(g))
-    rel = float(np.linalg.norm(diff)) / ref_norm if ref_norm > 0 else float(np.linalg.norm(diff))
     cos = float(g @ ref) / (g_norm * ref_norm) if g_norm > 0 and ref_norm > 0 else math.nan
     return {
-        "grad_rel_err": rel,
+        "grad_rel_err": relative_error(g, ref),
         "grad_max_abs_err": float(np.max(np.abs(diff))) if diff.size else 0.0,
         "grad_cosine": cos,
     }
@@ -258,8 +257,7 @@ def _measure(case: Case, settings: Settings, fields: dict[str, Any], stage: _Sta
 
     stage("counting evaluations", "count_s")
     counts = prepared.count()
-    fields.update({k: getattr(counts, k) for k in (
-        "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "rejected_forward", "rejected_backward")})  # fmt: skip
+    fields.update(counts.as_dict())
 
     stage("comparing with the reference")
     g, directions = _flat(problem, outcome)

@@ -16,10 +16,10 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol
 
 from .._errors import UsageError
 from .._records import Record
@@ -145,29 +145,6 @@ def _resolve_auto_device(suite: Suite) -> Suite:
     return replace(suite, settings=replace(suite.settings, device=devices))
 
 
-def _preload(cases: list[Case]) -> tuple[str, ...]:
-    from ._worker import BASE_PRELOAD
-
-    extra = []
-    names = {c.method.name.split(".")[0] for c in cases}
-    if "torchdiffeq" in names:
-        extra += ["torchdiffeq"]
-    if "torchode" in names:
-        extra += ["torchode"]
-    if "diffrax" in names:
-        extra += ["jax", "equinox", "diffrax"]
-    import importlib.util
-
-    return BASE_PRELOAD + tuple(m for m in extra if importlib.util.find_spec(m) is not None)
-
-
-def _quick_unavailable(case: Case) -> str | None:
-    """Unavailability known without a worker: a missing library, an unsupported solver."""
-    from ..backends import make_method
-
-    return make_method(case.method.name, case.method.params).unavailable_reason(case.device)
-
-
 class Progress:
     """A progress bar on a terminal; one line per finished case otherwise (CI logs)."""
 
@@ -202,6 +179,36 @@ class Progress:
             self.bar.close()
 
 
+class Executor(Protocol):
+    """Where cases run: :class:`~._local.LocalExecutor` (worker processes here) or
+    :class:`~._slurm.SubmititExecutor` (a Slurm job array)."""
+
+    name: str
+    phases: dict[str, float]  # wall seconds of the run's phases, filled in as they end
+
+    def run(self, suite: Suite, cases: list[Case], run_id: str, path: Path) -> Iterator[tuple[Case, Record]]:
+        """Yield ``(case, record)`` as cases finish; closing the iterator stops every worker."""
+        ...
+
+
+EXECUTORS = ("local", "submitit")
+
+
+def make_executor(name: str, jobs: int = 1) -> Executor:
+    """The executor called ``name`` (``--executor``), running up to ``jobs`` cases at once."""
+    if name not in EXECUTORS:
+        raise UsageError(f"--executor must be local or submitit, got {name!r}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if name == "local":
+        from ._local import LocalExecutor
+
+        return LocalExecutor(jobs)
+    from ._slurm import SubmititExecutor
+
+    return SubmititExecutor()
+
+
 def run_suite(
     suite: Suite | str | Path,
     output: str | Path | None = None,
@@ -217,6 +224,9 @@ def run_suite(
 ) -> RunResult:
     """Run a suite (a :class:`Suite` or a suite file) and write its results folder.
 
+    Four steps: validate the input, prepare the results folder, execute the cases
+    (records written as they finish), finish (expectations, summary).
+
     Args:
         output: the results folder (default ``results/<suite>-<UTC timestamp>``).
         only: run only the cases whose label matches this glob (or substring).
@@ -225,66 +235,78 @@ def run_suite(
         executor: ``local`` (worker processes here) or ``submitit`` (a Slurm job array).
         settings_overrides: ``dtype``, ``device``, ``repeats``, ... as in the suite's settings.
     """
+    suite, cases, runner = _validate(suite, only, jobs, executor, settings_overrides)
+    path = _folder_path(suite, output, resume, results_root)
+    with ResultsFolder(path, fresh=resume is None):  # made where needed, and this run's alone until it ends
+        store, info, todo = _prepare_folder(path, suite, cases, resume, runner, jobs)
+        info["phases_s"] = runner.phases  # written with run.json when the run ends
+        records = runner.run(suite, todo, info["run_id"], path)
+        interrupted = _record(store, info, records, Progress(len(todo), progress))
+    result = RunResult(path=path, records=store.ordered(), interrupted=interrupted, phases=runner.phases, jobs=jobs)
+    return _finish_run(result, suite, only, summary)
+
+
+def _validate(suite: Suite | str | Path, only: str | None, jobs: int, executor: str,
+              overrides: dict[str, Any]) -> tuple[Suite, list[Case], Executor]:  # fmt: skip
+    """The suite with its overrides, the selected cases (their factories imported) and the executor."""
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
-    if any(v is not None for v in settings_overrides.values()):
-        suite = override_settings(suite, **settings_overrides)
+    if any(v is not None for v in overrides.values()):
+        suite = override_settings(suite, **overrides)
     suite = _resolve_auto_device(suite)
-    if executor not in ("local", "submitit"):
-        raise UsageError(f"--executor must be local or submitit, got {executor!r}")
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    runner = make_executor(executor, jobs)
     cases = select(suite.cases(), only)
     resolve_factories(suite, cases)  # a suite is code: import only the factories of the cases that run
+    return suite, cases, runner
 
+
+def _folder_path(suite: Suite, output: str | Path | None, resume: str | Path | None, results_root: str | Path) -> Path:
+    if resume is None:
+        return Path(output) if output is not None else Path(results_root) / f"{suite.name}-{utc_stamp()}"
+    path = Path(resume)
+    if not path.is_dir():
+        raise UsageError(f"--resume {resume}: no such results folder")
+    if output is not None and Path(output).resolve() != path.resolve():
+        raise UsageError("give either -o DIR or --resume DIR, not both with different folders")
+    return path
+
+
+def _prepare_folder(path: Path, suite: Suite, cases: list[Case], resume: str | Path | None, runner: Executor,
+                    jobs: int) -> tuple[ResultsStore, dict[str, Any], list[Case]]:  # fmt: skip
+    """The store (with a resumed run's records), ``run.json`` as written now, and the cases to run."""
+    from ._environment import environment
+
+    store = ResultsStore(path, [c.case_id for c in cases])
+    previous_info: dict[str, Any] = {}
     if resume is not None:
-        path = Path(resume)
-        if not path.is_dir():
-            raise UsageError(f"--resume {resume}: no such results folder")
-        if output is not None and Path(output).resolve() != path.resolve():
-            raise UsageError("give either -o DIR or --resume DIR, not both with different folders")
-    else:
-        path = Path(output) if output is not None else Path(results_root) / f"{suite.name}-{utc_stamp()}"
+        store.load_existing()
+        previous_info = _previous_info(path)
+        if previous_info.get("suite_hash") not in (None, suite.hash):
+            print(f"odebench run: warning: the suite changed since {path} was started; "
+                  "cases no longer in it are dropped from records.parquet", file=sys.stderr)  # fmt: skip
+    todo = [c for c in cases if c.case_id not in store.records or store.records[c.case_id].status in RERUN_STATUSES]
+    info = {
+        "run_id": previous_info.get("run_id") or path.name,
+        "suite": dict(suite.raw),
+        "suite_file": suite.source,
+        "suite_hash": suite.hash,
+        **environment(),
+        "started_at": previous_info.get("started_at", _utc_iso()),
+        "resumed_at": [*previous_info.get("resumed_at", []), _utc_iso()] if resume is not None else [],
+        "command": sys.argv,
+        "jobs": jobs,
+        "executor": runner.name,
+        "n_cases": len(cases),
+        "finished_at": None,
+        "interrupted": False,
+    }
+    store.write_info(info)
+    return store, info, todo
 
-    with ResultsFolder(path, fresh=resume is None):  # made where needed, and this run's alone until it ends
-        store = ResultsStore(path, [c.case_id for c in cases])
-        previous_info: dict[str, Any] = {}
-        if resume is not None:
-            store.load_existing()
-            previous_info = _previous_info(path)
-            if previous_info.get("suite_hash") not in (None, suite.hash):
-                print(f"odebench run: warning: the suite changed since {path} was started; "
-                      "cases no longer in it are dropped from records.parquet", file=sys.stderr)  # fmt: skip
-        todo = [c for c in cases if c.case_id not in store.records or store.records[c.case_id].status in RERUN_STATUSES]
-        run_id = previous_info.get("run_id") or path.name
 
-        from ._environment import environment
-
-        info = {
-            "run_id": run_id,
-            "suite": dict(suite.raw),
-            "suite_file": suite.source,
-            "suite_hash": suite.hash,
-            **environment(),
-            "started_at": previous_info.get("started_at", _utc_iso()),
-            "resumed_at": [*previous_info.get("resumed_at", []), _utc_iso()] if resume is not None else [],
-            "command": sys.argv,
-            "jobs": jobs,
-            "executor": executor,
-            "n_cases": len(cases),
-            "finished_at": None,
-            "interrupted": False,
-        }
-        store.write_info(info)
-        execute = _execute_local if executor == "local" else _execute_submitit
-        phases: dict[str, float] = {}
-        info["phases_s"] = phases  # written with run.json when the run ends
-        interrupted = _record(
-            store, info, execute(suite, todo, run_id, path, jobs, phases), Progress(len(todo), progress)
-        )
-
-    result = RunResult(path=path, records=store.ordered(), interrupted=interrupted, phases=phases, jobs=jobs)
-    if not interrupted:
+def _finish_run(result: RunResult, suite: Suite, only: str | None, summary: bool) -> RunResult:
+    """Check the suite's expectations (unless interrupted) and print the summary if asked."""
+    if not result.interrupted:
         from ._expect import check_expectations
 
         result.expectation_failures = check_expectations(suite.expect, result.frame(), subset=bool(only))
@@ -359,86 +381,3 @@ def _finish(store: ResultsStore, info: dict[str, Any], interrupted: bool) -> Non
     store.flush()
     info.update(finished_at=_utc_iso(), interrupted=interrupted, n_records=len(store.ordered()))
     store.write_info(info)
-
-
-def _execute_local(suite: Suite, cases: list[Case], run_id: str, path: Path, jobs: int, phases: dict[str, float]):
-    """Reference gradients first (one isolated job per problem instance, ``jobs`` at once),
-    then the cases; the wall seconds of each phase go into ``phases``."""
-    from ._measure import base_record, compute_reference, finish, run_case
-    from ._worker import ProcessPool
-
-    settings = suite.settings
-    ready: list[Case] = []
-    for case in cases:
-        reason = _quick_unavailable(case)
-        if reason:
-            yield case, finish({**base_record(case, run_id, suite.name), "status": "unavailable", "error": reason,
-                                "repeats": settings.repeats}, time.perf_counter())  # fmt: skip
-        else:
-            ready.append(case)
-    if not ready:
-        return
-    from ..problems._registry import call_serving, pack_served
-
-    served = pack_served()  # problems given as objects travel to each worker by value
-
-    def job(fn: Callable, args: tuple) -> tuple[Callable, tuple]:
-        return (fn, args) if served is None else (call_serving, (served, fn, args))
-
-    started = time.perf_counter()
-    pool = ProcessPool(_preload(ready), jobs=jobs)
-    try:
-        problems = list(dict.fromkeys(c.problem for c in ready))
-        ref_errors: dict[Any, tuple[str, str]] = {}  # problem -> (status, error) of its cases
-        for result_key, result in _drain(pool, problems, lambda p: job(compute_reference, (p.name, dict(p.params), settings.threads)),
-                                         cast(float, settings.reference_timeout_s),  # set in Settings.__post_init__
-                                         settings.memory_limit_mb):  # fmt: skip
-            if not result.ok:
-                error = result.error
-                if result.status == "timeout":  # the pool names timeout_s; a reference has its own setting
-                    error = f"exceeded reference_timeout_s={settings.reference_timeout_s:g} (worker killed)"
-                ref_errors[result_key] = (result.status, f"reference gradient: {error}")
-        phases["references"] = time.perf_counter() - started
-        started = time.perf_counter()
-        for case, result in _drain(pool, ready, lambda c: job(run_case, (c, settings, run_id, suite.name)),
-                                   settings.timeout_s, settings.memory_limit_mb,
-                                   skip=lambda c: ref_errors.get(c.problem)):  # fmt: skip
-            if result.ok:
-                yield case, result.value
-            else:
-                fields = base_record(case, run_id, suite.name)
-                fields.update(status=result.status, error=result.error, repeats=settings.repeats)
-                yield case, finish(fields, time.perf_counter() - result.seconds)
-    finally:
-        if "references" in phases:
-            phases["cases"] = time.perf_counter() - started
-        pool.shutdown()
-
-
-def _drain(pool, items: list, job: Callable, timeout_s: float, memory_limit_mb, skip: Callable | None = None):
-    """Run one job per item on the pool, yielding ``(item, JobResult)`` as they finish."""
-    from ._worker import JobResult
-
-    pending = list(items)
-    while pending or pool.running:
-        while pending and pool.free:
-            item = pending.pop(0)
-            reason = skip(item) if skip else None
-            if reason:
-                status, error = reason
-                yield item, JobResult(False, status=status, error=error)
-                continue
-            fn, args = job(item)
-            pool.start(item, fn, args, timeout_s, memory_limit_mb)
-        for item, result in pool.wait():
-            yield item, result
-
-
-def _execute_submitit(suite: Suite, cases: list[Case], run_id: str, path: Path, jobs: int, phases: dict[str, float]):
-    from ._slurm import execute_submitit
-
-    started = time.perf_counter()
-    try:
-        yield from execute_submitit(suite, cases, run_id, path)
-    finally:
-        phases["cases"] = time.perf_counter() - started  # each job computes its own reference

@@ -17,12 +17,15 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
 from .._errors import UsageError
 from .._records import Record
 from .._results import append_journal, read_journal
+from ._local import LocalExecutor
+from ._measure import base_record, finish
 from ._suite import Case, Suite
 
 DEFAULT_CASES_PER_JOB = 8
@@ -31,11 +34,9 @@ POLL_S = 1.0
 
 def run_shard(suite: Suite, cases: list[Case], run_id: str, shard: str) -> int:
     """The body of one array task: run the cases in isolated workers, journal each record."""
-    from ._run import _execute_local
-
     count = 0
     # the task's phase seconds are not reported (the submitting run times the cases as a whole)
-    for _, record in _execute_local(suite, cases, run_id, Path(shard).parent, jobs=1, phases={}):
+    for _, record in LocalExecutor(jobs=1).run(suite, cases, run_id, Path(shard).parent):
         append_journal(record, Path(shard))
         count += 1
     return count
@@ -72,10 +73,26 @@ def _executor(suite: Suite, path: Path):
     return executor, cases_per_job
 
 
-def execute_submitit(suite: Suite, cases: list[Case], run_id: str, path: Path):
-    """Yield ``(case, record)`` as the array tasks finish cases."""
-    from ._measure import base_record, finish
+class SubmititExecutor:
+    """Runs cases as a Slurm job array (see the module); ``phases`` gets ``cases`` only,
+    since each task computes its own references."""
 
+    name = "submitit"
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+
+    def run(self, suite: Suite, cases: list[Case], run_id: str, path: Path) -> Iterator[tuple[Case, Record]]:
+        """Yield ``(case, record)`` as the array tasks finish cases."""
+        started = time.perf_counter()
+        try:
+            yield from _follow(suite, cases, run_id, path)
+        finally:
+            self.phases["cases"] = time.perf_counter() - started
+
+
+def _follow(suite: Suite, cases: list[Case], run_id: str, path: Path) -> Iterator[tuple[Case, Record]]:
+    """Submit the array and follow its shard journals."""
     if not cases:
         return
     executor, per_job = _executor(suite, path)

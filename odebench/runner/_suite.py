@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._cases import WHERE_KEYS, case_label, label, parse_where
 from .._errors import UsageError
+from .._yaml import with_yaml12_floats
 
 MAX_CASES = 10_000  # `odebench run --max-cases N` raises it
 MAX_YAML_NODES = 100_000  # values in the YAML once aliases are expanded; real suites hold hundreds
@@ -95,8 +97,8 @@ class Entry:
 
     @property
     def label(self) -> str:
-        inner = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        return f"{self.name}({inner})" if inner else self.name
+        """``name(k=v, ...)``, as every layer writes it (:func:`odebench._cases.label`)."""
+        return label(self.name, self.params)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Entry) and (self.name, self.params_json) == (other.name, other.params_json)
@@ -153,8 +155,8 @@ class Case:
 
     @property
     def label(self) -> str:
-        return (f"{self.problem.label} | {self.method.label} | rtol={self.tolerance.rtol:g} {self.dtype} {self.device} "
-                f"seed={self.seed}")  # fmt: skip
+        """The case as records, the gate and ``compare`` name it; ``--only`` matches it."""
+        return case_label(self.identity)
 
 
 @dataclass(frozen=True)
@@ -433,13 +435,9 @@ EXPECT_METRICS = (
     "grad_rel_err", "grad_max_abs_err", "grad_cosine", "consistency_err", "fd_err", "nfe_forward", "nfe_backward",
     "steps_forward", "steps_backward", "time_forward_s", "time_backward_s", "time_total_s", "peak_memory_bytes",
 )  # fmt: skip
-# The gate's where-keys, matched the gate's way (odebench._cases.Where).
-from .._cases import WHERE_KEYS as EXPECT_WHERE  # noqa: E402
 
 
 def _expect(check: _Checker, raw: Any) -> tuple[Expectation, ...]:
-    from .._cases import parse_where
-
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -450,7 +448,7 @@ def _expect(check: _Checker, raw: Any) -> tuple[Expectation, ...]:
         rule = check.mapping(rule, path)
         check.keys(rule, ("where", "max", "min"), path)
         where = check.mapping(rule.get("where") or {}, f"{path}.where")
-        check.keys(where, EXPECT_WHERE, f"{path}.where")
+        check.keys(where, WHERE_KEYS, f"{path}.where")
         parse_where(where, f"{path}.where", check.fail)  # the values, as the gate checks them
         bounds = {}
         for side in ("max", "min"):
@@ -475,8 +473,7 @@ def parse_suite(raw: Any, source: str = "<suite>", *, max_cases: int = MAX_CASES
     Factories given by import path are checked for form only; see :func:`resolve_factories`.
     """
     from ..backends import MethodError, make_method
-    from ..problems import ProblemError, get_problem
-    from ..problems._registry import is_factory_path
+    from ..problems import ProblemError, get_problem, is_factory_path
 
     check = _Checker(source)
     raw = check.mapping(raw, "")
@@ -536,8 +533,7 @@ def resolve_factories(suite: Suite, cases: list[Case]) -> None:
         UsageError: a factory that cannot be imported, lacks the attribute, rejects its params
             or does not return a Problem, naming the file and the entry.
     """
-    from ..problems import ProblemError, get_problem
-    from ..problems._registry import is_factory_path
+    from ..problems import ProblemError, get_problem, is_factory_path
 
     check = _Checker(suite.source)
     for entry in dict.fromkeys(c.problem for c in cases):
@@ -579,7 +575,7 @@ def _bounded_loader() -> type:
                     keys[key.tag, key.value] = line
             return super().construct_mapping(node, deep)
 
-    return BoundedLoader
+    return with_yaml12_floats(BoundedLoader)
 
 
 def _too_big(source: str) -> UsageError:

@@ -31,7 +31,7 @@ def summary_text(frame) -> str:
     """Per problem instance: method x tolerance with status, error, time, NFE and memory."""
     import pandas as pd
 
-    from ..report._data import prepare
+    from ..report import prepare
 
     if frame.empty:
         return "no cases ran"
