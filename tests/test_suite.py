@@ -400,3 +400,35 @@ def test_exponent_floats_without_a_dot_are_numbers_in_suites_and_rules(tmp_path)
     quoted.write_text("name: s\nproblems: [linear]\nmethods: [odebench.backprop]\ntolerances: [{rtol: '1e-6'}]\n")
     with pytest.raises(UsageError, match=r"tolerances\[0\]\.rtol: must be a positive number"):
         load_suite(quoted)  # quoted, it is a string, as the writer asked
+
+
+def test_run_suite_takes_an_executor_of_ones_own(tmp_path):
+    # The runner only calls the Executor protocol: an object of one's own (here a wrapper
+    # that records what it was given) runs the cases, and run.json names it.
+    import json
+
+    from odebench.runner import Executor, LocalExecutor, make_executor, run_suite
+
+    class Recording:
+        name = "recording"
+
+        def __init__(self):
+            self.inner = LocalExecutor(jobs=1)
+            self.phases = self.inner.phases
+            self.given: list[str] = []
+
+        def run(self, suite, cases, run_id, path):
+            self.given = [c.label for c in cases]
+            yield from self.inner.run(suite, cases, run_id, path)
+
+    suite = parse_suite({"name": "own", "problems": ["linear"], "methods": ["odebench.backprop", "odebench.backsolve"],
+                         "tolerances": [{"rtol": 1e-6}], "settings": {"repeats": 1, "warmup": 0, "fd_check": False}})  # fmt: skip
+    executor = Recording()
+    assert isinstance(executor, Executor)
+    result = run_suite(suite, tmp_path / "run", executor=executor)
+    assert executor.given == [c.label for c in suite.cases()] and len(executor.given) == 2
+    assert [r.status for r in result.records] == ["ok", "ok"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["executor"] == "recording"
+    assert set(result.phases) == {"references", "cases"}
+    with pytest.raises(UsageError, match="--executor must be local or submitit, got 'ray'"):
+        make_executor("ray")

@@ -14,12 +14,15 @@ import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
 from .._cases import label
 from .._records import PHASES, WORK_COUNTERS
+
+if TYPE_CHECKING:
+    from ..problems import Problem
 
 
 class MethodError(ValueError):
@@ -242,7 +245,7 @@ class Method(ABC):
         """The array framework this method evaluates vector fields in: ``jax`` or ``torch``."""
         return "jax" if "jax" in cls.requires else "torch"
 
-    def unavailable_reason(self, device: str, problem=None) -> str | None:
+    def unavailable_reason(self, device: str, problem: Problem | None = None) -> str | None:
         """Why this method cannot run here as configured (without importing the library),
         or cannot run ``problem`` (a model of the other framework, ``Problem.framework``)."""
         missing = self.missing_dependency()
@@ -258,7 +261,7 @@ class Method(ABC):
             return f"{self.name} does not run on {device} (it runs on {', '.join(self.devices)})"
         return None
 
-    def skip_reason(self, problem) -> str | None:
+    def skip_reason(self, problem: Problem) -> str | None:
         """Why this method, as configured, declines ``problem`` (``skipped``), or None: a
         forward-mode method refuses more inputs than its ``max_inputs``, since its cost
         grows with them."""
@@ -270,7 +273,7 @@ class Method(ABC):
         return None
 
     @abstractmethod
-    def prepare(self, problem, spec: CaseSpec) -> Prepared:
+    def prepare(self, problem: Problem, spec: CaseSpec) -> Prepared:
         """Build the computation for one case (imports the library; may compile)."""
 
     def discrete_twin(self) -> Method | None:
@@ -281,11 +284,11 @@ class Method(ABC):
         shared = ("solver", "n_steps", "max_steps")
         return cls({k: v for k, v in self.params.items() if k in shared and k in cls.options})
 
-    def max_steps(self, problem) -> int:
+    def max_steps(self, problem: Problem) -> int:
         """The step budget: the ``max_steps`` parameter, else the problem's own."""
         return self.params.get("max_steps") or problem.max_steps
 
-    def fixed_step(self, problem) -> float | None:
+    def fixed_step(self, problem: Problem) -> float | None:
         """The step size of a fixed-step solver (``n_steps`` over the horizon), else None."""
         if self.params.get("solver") not in FIXED_STEP + REVERSIBLE:
             return None

@@ -8,13 +8,16 @@ directional derivatives, and accuracy is measured on those projections.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option, Outcome
 from ._odebench import OwnSolvePrepared, odeint_kwargs
 from ._torch import TorchProblem
+
+if TYPE_CHECKING:
+    from ..problems import Problem
 
 
 class _FDPrepared(OwnSolvePrepared):
@@ -67,5 +70,5 @@ class Central(Method):
         "rel_step": Option(float, None, "relative step (default: the cube root of the dtype's epsilon)"),
     }
 
-    def prepare(self, problem, spec: CaseSpec):
+    def prepare(self, problem: Problem, spec: CaseSpec):
         return _FDPrepared(TorchProblem(problem, spec), self, spec)

@@ -9,6 +9,7 @@ from ._torch import TorchPrepared, TorchProblem
 
 if TYPE_CHECKING:
     from ..ode import SolveStats
+    from ..problems import Problem
 
 #: the explicit Runge-Kutta tableaux of the own solver
 OWN_SOLVERS = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s != "heun")
@@ -16,7 +17,7 @@ OWN_SOLVERS = tuple(s for s in (*FIXED_STEP, *ADAPTIVE) if s != "heun")
 MODE_OPTIONS = ("seminorm", "checkpoints", "nodes", "max_inputs")
 
 
-def odeint_kwargs(method: Method, problem, spec: CaseSpec, **extra: Any) -> dict[str, Any]:
+def odeint_kwargs(method: Method, problem: Problem, spec: CaseSpec, **extra: Any) -> dict[str, Any]:
     """Keyword arguments of :func:`odebench.odeint` for a method's parameters and a case."""
     kwargs: dict[str, Any] = dict(
         solver=method.params["solver"], rtol=spec.rtol, atol=spec.atol, max_steps=method.max_steps(problem), **extra
@@ -58,7 +59,7 @@ class _Own(Method):
     consistency: ClassVar[str | None] = "odebench.backprop"
     gradient: ClassVar[str]
 
-    def prepare(self, problem, spec: CaseSpec):
+    def prepare(self, problem: Problem, spec: CaseSpec):
         extra = {k: self.params[k] for k in MODE_OPTIONS if k in self.params}
         kwargs = odeint_kwargs(self, problem, spec, gradient=self.gradient, **extra)
         return _OdebenchPrepared(TorchProblem(problem, spec), kwargs)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._base import CaseSpec, Counts, Outcome, Prepared
+
+if TYPE_CHECKING:
+    from ..problems import Problem
 
 
 class EvalCounter:
@@ -37,7 +40,7 @@ def time_tensor(t, y) -> Any:
 class TorchProblem:
     """A :class:`~odebench.Problem` as torch tensors of one dtype and device."""
 
-    def __init__(self, problem, spec: CaseSpec):
+    def __init__(self, problem: Problem, spec: CaseSpec):
         import torch
 
         self.torch = torch

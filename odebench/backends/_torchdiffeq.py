@@ -30,10 +30,13 @@ core's exceptions: ``MaxStepsExceeded``, ``StepSizeUnderflow``, ``NonFiniteSolut
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ._base import FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option
 from ._torch import TorchPrepared, TorchProblem
+
+if TYPE_CHECKING:
+    from ..problems import Problem
 
 #: our solver names -> torchdiffeq's
 SOLVERS: dict[str, str] = {
@@ -188,7 +191,7 @@ class _Torchdiffeq(Method):
     consistency: ClassVar[str | None] = "torchdiffeq.backprop"
     adjoint: ClassVar[bool]
 
-    def prepare(self, problem, spec: CaseSpec):
+    def prepare(self, problem: Problem, spec: CaseSpec):
         return _TorchdiffeqPrepared(TorchProblem(problem, spec), self, spec)
 
 

@@ -32,10 +32,13 @@ from __future__ import annotations
 import functools
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ._base import ADAPTIVE, FIXED_STEP, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Method, Option
 from ._torch import TorchPrepared, TorchProblem
+
+if TYPE_CHECKING:
+    from ..problems import Problem
 
 #: our solver names -> torchode's step methods
 SOLVERS: dict[str, str] = {"euler": "Euler", "heun": "Heun", "dopri5": "Dopri5", "tsit5": "Tsit5"}
@@ -155,7 +158,7 @@ class _Torchode(Method):
     def adjoint(self, term, step, controller, max_steps: int):
         """torchode's adjoint for this method (imports torchode)."""
 
-    def prepare(self, problem, spec: CaseSpec):
+    def prepare(self, problem: Problem, spec: CaseSpec):
         return _TorchodePrepared(TorchProblem(problem, spec), self, spec)
 
 

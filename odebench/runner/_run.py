@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .._errors import UsageError
 from .._records import Record
@@ -179,6 +179,7 @@ class Progress:
             self.bar.close()
 
 
+@runtime_checkable
 class Executor(Protocol):
     """Where cases run: :class:`~._local.LocalExecutor` (worker processes here) or
     :class:`~._slurm.SubmititExecutor` (a Slurm job array)."""
@@ -216,7 +217,7 @@ def run_suite(
     only: str | None = None,
     resume: str | Path | None = None,
     jobs: int = 1,
-    executor: str = "local",
+    executor: str | Executor = "local",
     progress: bool | None = None,
     summary: bool = False,
     results_root: str | Path = "results",
@@ -232,7 +233,8 @@ def run_suite(
         only: run only the cases whose label matches this glob (or substring).
         resume: an earlier results folder: run only its missing, failed or timed-out cases.
         jobs: cases run at once (concurrent cases perturb each other's timings).
-        executor: ``local`` (worker processes here) or ``submitit`` (a Slurm job array).
+        executor: ``local`` (worker processes here), ``submitit`` (a Slurm job array), or
+            an :class:`Executor` of your own.
         settings_overrides: ``dtype``, ``device``, ``repeats``, ... as in the suite's settings.
     """
     suite, cases, runner = _validate(suite, only, jobs, executor, settings_overrides)
@@ -246,7 +248,7 @@ def run_suite(
     return _finish_run(result, suite, only, summary)
 
 
-def _validate(suite: Suite | str | Path, only: str | None, jobs: int, executor: str,
+def _validate(suite: Suite | str | Path, only: str | None, jobs: int, executor: str | Executor,
               overrides: dict[str, Any]) -> tuple[Suite, list[Case], Executor]:  # fmt: skip
     """The suite with its overrides, the selected cases (their factories imported) and the executor."""
     if not isinstance(suite, Suite):
@@ -254,7 +256,9 @@ def _validate(suite: Suite | str | Path, only: str | None, jobs: int, executor: 
     if any(v is not None for v in overrides.values()):
         suite = override_settings(suite, **overrides)
     suite = _resolve_auto_device(suite)
-    runner = make_executor(executor, jobs)
+    if not isinstance(executor, (str, Executor)):
+        raise UsageError(f"executor must be local, submitit or an Executor, got {type(executor).__name__}")
+    runner = make_executor(executor, jobs) if isinstance(executor, str) else executor
     cases = select(suite.cases(), only)
     resolve_factories(suite, cases)  # a suite is code: import only the factories of the cases that run
     return suite, cases, runner
