@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import odebench
+from synthetic_runs import synthetic_frame, write_synthetic_run
 
 from odebench._cases import case_label
-from odebench._testing import synthetic_frame, write_synthetic_run
 from odebench.compare import compare_runs, comparison_markdown
 from odebench.export import sample_stats
 

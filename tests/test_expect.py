@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_helpers import ROOT
+from synthetic_runs import synthetic_frame
 
 from odebench._cases import Where, case_label, parse_where
 from odebench._errors import UsageError
-from odebench._testing import synthetic_frame
 from odebench.gate import rules_from_dict
 from odebench.runner import parse_suite
 from odebench.runner._expect import check_expectations

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 from cli_helpers import ROOT, odebench, odebench_subprocess, parse
+from synthetic_runs import synthetic_frame, write_synthetic_run
 
 from odebench._cases import case_label
 from odebench._errors import UsageError
-from odebench._testing import synthetic_frame, write_synthetic_run
 from odebench.gate import Rules, gate, load_rules, mann_whitney_u, rules_from_dict
 
 BACKSOLVE = {"method": "odebench.backsolve", "method_params": '{"seminorm": false, "solver": "dopri5"}'}

@@ -6,10 +6,10 @@ import json
 import re
 
 import pytest
+from synthetic_runs import synthetic_frame
 
 from odebench._records import Record
 from odebench._results import records_to_frame
-from odebench._testing import synthetic_frame
 from odebench.report import write_report
 from odebench.report._data import prepare
 from odebench.report._headline import EXACT_AGREEMENT, find_reproductions

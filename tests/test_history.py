@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import odebench
+from synthetic_runs import synthetic_frame, write_synthetic_run
 
 from odebench._cases import case_label
-from odebench._testing import synthetic_frame, write_synthetic_run
 from odebench.history import MARKER
 
 METHODS = (

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_runs import DEFAULT_METHODS, DEFAULT_PROBLEMS, synthetic_frame, write_synthetic_run
 
 from odebench import cli, load_results
-from odebench._testing import DEFAULT_METHODS, DEFAULT_PROBLEMS, synthetic_frame, write_synthetic_run
 from odebench.report import THRESHOLDS, build_report, find_findings, write_report
 from odebench.report._data import describe_environment, prepare
 from odebench.report._style import assign_styles

@@ -1,6 +1,6 @@
 """The results store: nothing finished is lost or corrupted, and every reader refuses bad results with exit 2.
 
-Folders are built by hand (the synthetic records of :mod:`odebench._testing`, then
+Folders are built by hand (the synthetic records of :mod:`synthetic_runs`, then
 damaged on purpose); the CLI runs in-process, so a traceback fails the test itself.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cli_helpers import ROOT, odebench
+from synthetic_runs import synthetic_records, write_synthetic_run
 
 from odebench import load_results, load_run_info
 from odebench._records import Record
@@ -31,7 +32,6 @@ from odebench._results import (
     read_journal,
     write_parquet_atomic,
 )
-from odebench._testing import synthetic_records, write_synthetic_run
 
 
 def _records(n: int = 3) -> list[Record]:

@@ -12,7 +12,7 @@ import math
 import zlib
 from collections.abc import Sequence
 
-from ._records import Record
+from odebench._records import Record
 
 DEFAULT_METHODS: tuple[tuple[str, dict], ...] = (
     ("odebench.backprop", {"solver": "dopri5"}),
@@ -134,7 +134,7 @@ def synthetic_records(
 
 def synthetic_frame(**kwargs):
     """:func:`synthetic_records` as a typed DataFrame."""
-    from ._results import records_to_frame
+    from odebench._results import records_to_frame
 
     return records_to_frame(synthetic_records(**kwargs))
 
@@ -143,7 +143,7 @@ def write_synthetic_run(folder, **kwargs):
     """Write a synthetic results folder (records.parquet and run.json); returns its path."""
     from pathlib import Path
 
-    from ._results import RUN_INFO, write_parquet_atomic
+    from odebench._results import RUN_INFO, write_parquet_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
