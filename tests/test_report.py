@@ -741,3 +741,33 @@ def test_a_group_line_names_its_worst_case_in_a_few_words_and_folds_the_sentence
     plateau = Finding("tolerance", "p", "c", "the error stops falling (plateau)", (), "x.png", severity=3.0)
     item = _group_item(FindingGroup("tolerance", "p", (plateau, findings[1]), of_problem=False, n_methods=5), set())
     assert "worst `b.other`: gradient error up to 2e+02x its tolerance" in item.text
+
+
+def test_cases_of_two_atols_at_one_rtol_stay_apart_where_the_solver_adapts():
+    # Two atols at one rtol are two different solves for an adaptive solver: summarised as
+    # one (the median of both) a table cell would describe neither. A fixed-step solver
+    # ignores atol, so its cases of either atol stay one series.
+    from odebench.report import prepare
+    from odebench.report._data import points
+
+    frame = synthetic_frame(problems=[("linear", {"dim": 4})], tolerances=(1e-6,))
+    frame = frame[frame["method"].isin(["odebench.backsolve", "odebench.backprop"])]
+    frame = frame[frame["method_params"] == frame["method_params"].iloc[-1]]  # one backsolve variant
+    assert set(frame["method"]) == {"odebench.backsolve"}
+    frame = pd.concat([frame, frame.assign(method="odebench.backprop", method_params="{}")], ignore_index=True)
+    loose = frame.copy()
+    loose["atol"], loose["grad_rel_err"] = 1e-6, frame["grad_rel_err"] * 100
+    fixed = frame[frame["method"] == "odebench.backprop"].copy()
+    fixed["method_params"], fixed["solver"] = '{"n_steps": 20, "solver": "rk4"}', "rk4"
+    fixed_loose = fixed.copy()
+    fixed_loose["atol"] = 1e-6
+    both = pd.concat([frame.assign(atol=1e-8), loose, fixed.assign(atol=1e-8), fixed_loose], ignore_index=True)
+    pts = points(prepare(both))
+    series = set(pts["series"])
+    name = "odebench.backsolve(seminorm=true, solver=dopri5)"
+    assert {f"{name} [atol=1e-08]", f"{name} [atol=1e-06]", "odebench.backprop [atol=1e-06]"} <= series
+    backsolve = pts[pts["method"] == "odebench.backsolve"].set_index("series")["grad_rel_err"]
+    assert backsolve[f"{name} [atol=1e-06]"] == pytest.approx(100 * backsolve[f"{name} [atol=1e-08]"])
+    assert [s for s in series if "rk4" in s] == ["odebench.backprop(n_steps=20, solver=rk4)"]  # one series, no tag
+    # one atol per rtol: labels as before
+    assert not any("atol" in s for s in prepare(frame.assign(atol=1e-8)).frame["series"])

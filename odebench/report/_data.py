@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .._cases import label, params
+from ..backends import FIXED_STEP, REVERSIBLE
 
 HORIZON_KEYS = ("t_end", "t1", "horizon")
 """problem_params keys that set the integration horizon."""
@@ -59,6 +60,13 @@ def promises_constant_memory(method: str) -> bool:
     """Whether the method promises a memory cost independent of the horizon (``Method.constant_memory``)."""
     cls = _method_class(method)
     return bool(cls is not None and cls.constant_memory)
+
+
+def default_solver(method: str) -> str:
+    """The solver a method uses when none is given (its ``solver`` option's default), or ``""``."""
+    cls = _method_class(method)
+    option = cls.options.get("solver") if cls is not None else None
+    return str(option.default) if option is not None and option.default else ""
 
 
 def parse_params(text: Any, column: str = "params") -> dict[str, Any]:
@@ -136,6 +144,17 @@ def _variant_columns(frame: pd.DataFrame) -> list[str]:
     return columns
 
 
+def _atol_tags(frame: pd.DataFrame) -> pd.Series:
+    """`` [atol=...]`` where one rtol goes with several atols and the solver adapts its steps
+    (so that cases of different atol are not summarised as one), else empty. Fixed-step
+    solvers ignore atol: their cases of either atol are the same computation."""
+    several = frame.groupby("rtol", dropna=False)["atol"].transform("nunique") > 1
+    solvers = [s or default_solver(m) for s, m in zip(frame["solver"].fillna(""), frame["method"])]
+    adaptive = ~pd.Series(solvers, index=frame.index).isin(FIXED_STEP + REVERSIBLE)
+    tags = pd.Series([f" [atol={format_tolerance(a)}]" for a in frame["atol"]], index=frame.index, dtype=object)
+    return tags.where(several & adaptive, "")
+
+
 def prepare(frame: pd.DataFrame) -> Prepared:
     """Add the report columns to a records frame (as :func:`odebench.load_results` returns)."""
     frame = frame.copy().reset_index(drop=True)
@@ -146,6 +165,7 @@ def prepare(frame: pd.DataFrame) -> Prepared:
     series = frame["method_label"]
     for column in _variant_columns(frame):
         series = series + " [" + frame[column].astype(str) + "]"
+    series = series + _atol_tags(frame)
     frame["series"] = series
     frame["family"] = frame["method"].map(method_family)
     frame["nfe_total"] = frame["nfe_forward"].astype("Float64") + frame["nfe_backward"].astype("Float64").fillna(0)
