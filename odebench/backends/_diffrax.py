@@ -46,7 +46,13 @@ returns diffrax's result as flags that are checked in Python after each forward 
 ``throw=True`` adds equinox's runtime-error host callback, which keeps XLA's persistent
 compilation cache from storing the gradient's halves. A backward solve (backsolve's adjoint
 solve) has no result to return, so its failure is caught by the counting build, which runs
-the same computation with ``throw=True`` in every case (the runner always counts).
+the same computation with ``throw=True`` in every case (the runner always counts, or, on a
+warm cache, reuses counts only for a timed build whose gradient is bit-identical to the one
+the counting build produced: :mod:`._jax_cache`). For the same reason the timed build turns
+diffeqsolve's checks of its set-up (save times increasing and within ``[t0, t1]``, a fixed
+step pointing forward), which run at run time with a host callback, into equinox's
+``on_error="nan"``; the same conditions are checked on the host first, so the checks cannot
+fire (and would make the solve non-finite if they did).
 """
 
 from __future__ import annotations
@@ -54,9 +60,11 @@ from __future__ import annotations
 import functools
 import re
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, cast
+
+import numpy as np
 
 from ._base import KNOWN_SOLVERS, MAX_STEPS, N_STEPS, SOLVER, CaseSpec, Counts, Method, Option
 from ._jax import EvalTally, ForwardGradient, JaxPrepared, JaxProblem, solver_error
@@ -79,6 +87,46 @@ _EQX_MESSAGE = re.compile(r"EquinoxRuntimeError: (.+)")
 _FAILURES = (("maximum number of solver steps", "MaxStepsExceeded"), ("minimum step size", "StepSizeUnderflow"))
 #: diffrax's failed results that the timed build returns as flags, named as in ``diffrax.RESULTS``
 _RESULTS = ("max_steps_reached", "dt_min_reached")
+
+
+#: diffeqsolve's run-time checks of the save times (diffrax 0.7's messages)
+_SAVEAT_CHECKS = ("saveat.ts must be increasing or decreasing.", "saveat.ts must lie between t0 and t1.")
+#: the start of its run-time check of a fixed step's direction (the message goes on with values)
+_DT0_CHECK = "Must have (t1 - t0) * dt0 >= 0"
+
+
+@contextmanager
+def _set_up_checks_without_callback(ts, dt0: float | None) -> Iterator[None]:
+    """While diffeqsolve is traced: its checks of its set-up as ``on_error="nan"``.
+
+    diffeqsolve checks at run time (its arguments are traced) that ``saveat.ts`` increases
+    and lies within ``[t0, t1]`` and that a fixed step ``dt0`` points from ``t0`` to ``t1``,
+    with a host callback that keeps XLA's persistent cache and ``jax.export`` from storing
+    the timed build. Here ``t0``, ``t1`` and ``ts`` are the problem's save times and ``dt0``
+    is odebench's, all known on the host and checked here: when they pass, the checks
+    cannot fire and become callback-free (a NaN solution, and so the timed build's error,
+    if they did). When they fail, or diffrax words them otherwise, nothing changes.
+    """
+    import equinox.internal as eqxi
+
+    t = np.asarray(ts)
+    increasing = bool(np.all(t[1:] >= t[:-1]))
+    if not increasing:
+        yield
+        return
+    forward_step = dt0 is None or dt0 > 0
+    original = eqxi.error_if
+
+    def error_if(x, pred, msg, **kwargs):
+        if not kwargs and (msg in _SAVEAT_CHECKS or (forward_step and msg.startswith(_DT0_CHECK))):
+            return original(x, pred, msg, on_error="nan")
+        return original(x, pred, msg, **kwargs)
+
+    eqxi.error_if = error_if
+    try:
+        yield
+    finally:
+        eqxi.error_if = original
 
 
 @functools.cache
@@ -119,6 +167,19 @@ class _DiffraxPrepared(JaxPrepared):
     @property
     def label(self) -> str:
         return f"{self.method.name} ({self.solver})"
+
+    def timed_build(self):
+        # Both halves: backsolve's adjoint solve is a diffeqsolve traced with the backward pass.
+        return _set_up_checks_without_callback(self.jp.t, self.dt0)
+
+    def cache_facts(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "method": self.method.name, "params": dict(self.method.params), "solver": self.solver,
+            "max_steps": self.max_steps, "dt0": self.dt0, "rtol": spec.rtol, "atol": spec.atol, "dtype": spec.dtype,
+            "device": spec.device, "seed": spec.seed, "gradient": self.gradient.__name__,
+            "prepared": type(self).__qualname__,
+        }  # fmt: skip
 
     def loss_fn(self, tally: EvalTally | None):
         import diffrax

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _errors
 from .._memory import jax_memory_source
+from .._records import WORK_COUNTERS
 from ._base import CaseSpec, Counts, DeviceUnavailable, Outcome, Prepared
 
 PHASES = ("forward", "backward")
@@ -98,8 +99,8 @@ def enable_compilation_cache(jax) -> None:
 
     Only computations without host callbacks are stored: the timed gradient halves (diffrax
     solves them with ``throw=False`` for this reason) and the helpers, not the counting
-    build. Tracing is not cached: on ``neural_mlp`` with ``diffrax.backsolve`` a warm case
-    still spends about 3 s in ``prepare`` (``compile_time_s``) against 4-5 s cold."""
+    build. Tracing is not cached here: :mod:`._jax_cache` stores the traced programs and
+    the counting build's counts beside it."""
     from ..problems import cache_dir
 
     if jax.config.jax_compilation_cache_dir is None:
@@ -148,19 +149,59 @@ class JaxProblem:
 class SplitGradient:
     """``loss(y0, params) -> (loss, aux)`` compiled ahead of time as two functions: the
     forward pass returns the loss, the pullback (its residuals as a pytree) and ``aux``;
-    the backward pass applies the pullback to 1. Compiled functions never retrace."""
+    the backward pass applies the pullback to 1. Compiled functions never retrace.
 
-    def __init__(self, loss: Callable, y0, params):
+    Given ``programs`` (a :class:`~._jax_cache.Programs` on a CPU device), the two halves
+    are exported to StableHLO and stored there, and a later process loads them instead of
+    tracing (the pullback's residuals then travel as a flat list). ``source`` says which
+    happened: ``traced``, ``exported`` (traced and stored) or ``loaded``."""
+
+    def __init__(self, loss: Callable, y0, params, programs: Any = None):
+        started = time.perf_counter()
+        self.source = "traced"
+        halves = None
+        if programs is not None and y0.devices().pop().platform == "cpu":
+            halves = self._from_programs(programs, loss, y0, params)
+        if halves is None:
+            halves = self._trace(loss, y0, params)
+        self.forward, self.backward = halves
+        self.compile_time_s = time.perf_counter() - started
+
+    def _from_programs(self, programs, loss: Callable, y0, params) -> tuple[Any, Any] | None:
+        from . import _jax_cache
+
+        loaded = programs.load()
+        if loaded is not None:
+            try:
+                halves = _jax_cache.compile_split(loaded[0], loaded[1], y0, params)
+            except Exception:  # noqa: BLE001 - of another layout after all: trace instead
+                pass
+            else:
+                self.source = "loaded"
+                return halves
+        if not programs.exportable():
+            return None
+        try:
+            exported = _jax_cache.export_split(loss, y0, params)
+            halves = _jax_cache.compile_split(exported[0], exported[1], y0, params)
+        except Exception as exc:  # noqa: BLE001 - a host callback, say; the plain build decides
+            halves = self._trace(loss, y0, params)  # raises if the computation itself fails
+            programs.mark_unexportable(f"{type(exc).__name__}: {exc}"[:2000])
+            return halves
+        programs.store(exported[0], exported[1])
+        self.source = "exported"
+        return halves
+
+    @staticmethod
+    def _trace(loss: Callable, y0, params) -> tuple[Any, Any]:
         import jax
         import jax.numpy as jnp
 
-        started = time.perf_counter()
         forward = jax.jit(lambda y0, params: jax.vjp(loss, y0, params, has_aux=True))
-        self.forward = forward.lower(y0, params).compile()
+        compiled_forward = forward.lower(y0, params).compile()
         one = np.ones((), dtype=y0.dtype)
         backward = jax.jit(lambda pullback: pullback(jnp.asarray(one)))
-        self.backward = backward.lower(self.forward.out_info[1]).compile()
-        self.compile_time_s = time.perf_counter() - started
+        return compiled_forward, backward.lower(compiled_forward.out_info[1]).compile()
 
 
 class ForwardGradient:
@@ -169,8 +210,12 @@ class ForwardGradient:
     interface as :class:`SplitGradient`: ``forward`` returns the loss, the gradient (in
     place of a pullback) and ``aux``; ``backward`` hands the gradient on."""
 
-    def __init__(self, loss: Callable, y0, params):
+    source = "traced"
+
+    def __init__(self, loss: Callable, y0, params, programs: Any = None):
         import jax
+
+        del programs  # one function, not split in two: always traced (XLA's cache still holds it)
 
         def value_and_grad(y0, params):
             def with_value(y0, params):
@@ -198,15 +243,39 @@ class JaxPrepared(Prepared):
     gradient: type = SplitGradient
 
     def __init__(self, jp: JaxProblem):
+        from . import _jax_cache
+
         self.jp = jp
         self.memory_source = jax_memory_source(jp.device)
-        self.timed = self.gradient(self.loss_fn(None), jp.y0, jp.params)
-        self.compile_time_s = self.timed.compile_time_s
+        #: the key of this computation in the on-disk caches (:mod:`._jax_cache`), or None
+        self.cache_key: str | None = None
+        facts = self.cache_facts()
+        started = time.perf_counter()
+        if facts is not None:
+            try:
+                self.cache_key = _jax_cache.case_key(jp, facts)
+            except Exception:  # noqa: BLE001 - a field that will not lower alone: no caching
+                self.cache_key = None
+        programs = None if self.cache_key is None else _jax_cache.Programs(self.cache_key, self.label)
+        with self.timed_build():
+            self.timed = self.gradient(self.loss_fn(None), jp.y0, jp.params, programs)
+        self.compile_time_s = time.perf_counter() - started
         self._last: Any = None
         self._loss: Callable | None = None  # the jitted loss, built on first use
         #: the counts of the last counting pass (``count``), where a test can read them
         self.tally: EvalTally | None = None
         self._counting: SplitGradient | None = None
+        #: where :meth:`count_cached` took its counts from: ``cache`` or ``counted``
+        self.counts_source: str | None = None
+
+    def timed_build(self) -> contextlib.AbstractContextManager[Any]:
+        """The context in which the timed build is traced (both halves)."""
+        return contextlib.nullcontext()
+
+    def cache_facts(self) -> dict[str, Any] | None:
+        """What besides the problem, dtype and device determines the computation (method,
+        parameters, tolerances, ...), for its key in the on-disk caches; None: no caching."""
+        return None
 
     @abstractmethod
     def loss_fn(self, tally: EvalTally | None) -> Callable:
@@ -255,6 +324,10 @@ class JaxPrepared(Prepared):
         return Outcome(loss=float(loss), grads=grads)
 
     def count(self) -> Counts:
+        return self._count()[0]
+
+    def _count(self) -> tuple[Counts, Any, Mapping[str, Any]]:
+        """One pass of the counting build: its counts, its (loss, gradient) and its aux."""
         jax = self.jp.jax
         if self._counting is None:
             self.tally = EvalTally()
@@ -263,17 +336,70 @@ class JaxPrepared(Prepared):
         assert tally is not None  # set together with self._counting
         tally.reset()
         with self.failures():
-            _, pullback, aux = jax.block_until_ready(split.forward(self.jp.y0, self.jp.params))
+            loss, pullback, aux = jax.block_until_ready(split.forward(self.jp.y0, self.jp.params))
             tally.phase = "backward"
-            jax.block_until_ready(split.backward(pullback))
-        return self.counts(tally, aux)
+            grads = jax.block_until_ready(split.backward(pullback))
+        return self.counts(tally, aux), (loss, grads), aux
+
+    def _timed_pass(self) -> tuple[Any, Mapping[str, Any]]:
+        """One pass of the timed build: its (loss, gradient) and its forward pass's aux."""
+        jax = self.jp.jax
+        with self.failures():
+            loss, pullback, aux = self.timed.forward(self.jp.y0, self.jp.params)
+            self.check(aux)
+            grads = jax.block_until_ready(self.timed.backward(pullback))
+        return (loss, grads), aux
+
+    @staticmethod
+    def _forward_steps(counts: Mapping[str, Any], aux: Mapping[str, Any]) -> bool:
+        """Whether ``counts`` has the forward steps that the timed build's ``aux`` reports
+        (where it reports them: diffrax's own statistics)."""
+        if "accepted" not in aux or "rejected" not in aux:
+            return True
+        return counts["steps_forward"] == int(aux["accepted"]) and counts["rejected_forward"] == int(aux["rejected"])
+
+    def count_cached(self) -> Counts:
+        """:meth:`count`, or its counts from the on-disk cache where they vouch for this very
+        computation (:mod:`._jax_cache`): an entry written after a counting build whose loss
+        and gradient were bit-identical to the timed build's, used only when the timed build
+        produces those same bits here and the forward steps it reports agree. Otherwise the
+        counting build runs (and its counts are stored when they qualify).
+        ``counts_source`` says which: ``cache`` or ``counted``."""
+        from . import _jax_cache
+
+        if self.cache_key is None:
+            self.counts_source = "counted"
+            return self.count()
+        entry = _jax_cache.CountsEntry(self.cache_key, self.label)
+        timed, timed_aux = self._timed_pass()
+        digest = _jax_cache.output_digest(timed)
+        cached = entry.read(digest, WORK_COUNTERS)
+        if cached is not None and self._forward_steps(cached, timed_aux):
+            self.counts_source = "cache"
+            return Counts(**cached)
+        counts, outputs, _ = self._count()
+        self.counts_source = "counted"
+        values = counts.as_dict()
+        if (
+            _jax_cache.output_digest(outputs) == digest
+            and self._forward_steps(values, timed_aux)
+            and all(isinstance(v, int) for v in values.values())
+        ):
+            entry.write(digest, {k: int(v) for k, v in values.items() if v is not None})
+        return counts
 
     def loss_at(self, y0: np.ndarray, params: Mapping[str, np.ndarray]) -> float:
+        """The loss at other inputs: the timed forward pass where it is a plain solve (no
+        retrace, no compile), else the loss jitted on first use."""
         jp = self.jp
-        if self._loss is None:
-            self._loss = jp.jax.jit(self.loss_fn(None))
+        args = jp.array(y0), {k: jp.array(params[k]) for k in jp.params}
         with self.failures():
-            loss, aux = self._loss(jp.array(y0), {k: jp.array(params[k]) for k in jp.params})
+            if isinstance(self.timed, SplitGradient):
+                loss, _, aux = self.timed.forward(*args)
+            else:
+                if self._loss is None:
+                    self._loss = jp.jax.jit(self.loss_fn(None))
+                loss, aux = self._loss(*args)
             self.check(aux)
         return float(loss)
 
