@@ -261,6 +261,7 @@ class JaxPrepared(Prepared):
             self.timed = self.gradient(self.loss_fn(None), jp.y0, jp.params, programs)
         self.compile_time_s = time.perf_counter() - started
         self._last: Any = None
+        self._aux: Mapping[str, Any] = {}  # of the last timed forward pass
         self._loss: Callable | None = None  # the jitted loss, built on first use
         #: the counts of the last counting pass (``count``), where a test can read them
         self.tally: EvalTally | None = None
@@ -301,7 +302,7 @@ class JaxPrepared(Prepared):
     def forward(self):
         with self.failures():
             loss, pullback, aux = self.timed.forward(self.jp.y0, self.jp.params)
-            self._last = loss, pullback
+            self._last, self._aux = (loss, pullback), aux
             # Blocks, as the sync after it would: a fixed-step solve runs on through NaN.
             self.check(aux)
         return loss, pullback
@@ -343,12 +344,9 @@ class JaxPrepared(Prepared):
 
     def _timed_pass(self) -> tuple[Any, Mapping[str, Any]]:
         """One pass of the timed build: its (loss, gradient) and its forward pass's aux."""
-        jax = self.jp.jax
-        with self.failures():
-            loss, pullback, aux = self.timed.forward(self.jp.y0, self.jp.params)
-            self.check(aux)
-            grads = jax.block_until_ready(self.timed.backward(pullback))
-        return (loss, grads), aux
+        outputs = self.backward(self.forward())
+        self.sync()
+        return outputs, self._aux
 
     @staticmethod
     def _forward_steps(counts: Mapping[str, Any], aux: Mapping[str, Any]) -> bool:
