@@ -1,7 +1,7 @@
 """Errors shared across layers (torch-free, so every backend can raise them).
 
-Bad user input is a :class:`UsageError` (exit status 2); a solve that fails is a
-:class:`SolverError` (a ``diverged`` record).
+Bad user input is a :class:`UsageError` (exit status 2), or a :class:`ProblemError` where a
+problem is defined or built; a solve that fails is a :class:`SolverError` (a ``diverged`` record).
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ class UsageError(ValueError):
     The message names what is wrong and what would be right; the CLI prints it and
     exits with status 2.
     """
+
+
+class ProblemError(ValueError):
+    """A problem definition or factory argument that is not valid; the message says why."""
 
 
 class SolverError(RuntimeError):

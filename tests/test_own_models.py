@@ -175,6 +175,39 @@ def test_a_jax_model_has_a_tight_reference_and_a_gradcheck():
     assert result.passed, str(result)
 
 
+JAX_ONLY = """
+import json, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+from odebench.problems import Problem, ProblemError, loss_and_gradient
+
+problem = Problem.from_jax(lambda t, y, p: -p["k"] * y, jnp.ones(2), jnp.linspace(0.0, 1.0, 3),
+                           lambda ys: jnp.sum(ys**2), {"k": jnp.asarray(0.5)})
+result = loss_and_gradient(problem)
+try:
+    loss_and_gradient(problem, gradient="backsolve")
+    refused = ""
+except ProblemError as exc:
+    refused = str(exc)
+print(json.dumps({"loss": result.loss, "grads": {k: v.tolist() for k, v in result.grads.items()},
+                  "torch": "torch" in sys.modules, "refused": refused}))
+"""
+
+
+def test_a_jax_only_problem_is_solved_without_torch_and_never_by_another_gradient():
+    out = subprocess.run([sys.executable, "-c", JAX_ONLY], capture_output=True, text=True, check=True, cwd=ROOT)
+    got = json.loads(out.stdout.splitlines()[-1])
+    # y = exp(-k t) y0 saved at t = 0, 0.5, 1: loss = |y0|^2 sum_i exp(-2 k t_i)
+    t, k = np.array([0.0, 0.5, 1.0]), 0.5
+    e = np.exp(-2 * k * t)
+    np.testing.assert_allclose(got["loss"], 2 * e.sum(), rtol=1e-10)
+    np.testing.assert_allclose(got["grads"]["y0"], [2 * e.sum()] * 2, rtol=1e-10)
+    np.testing.assert_allclose(got["grads"]["k"], 2 * np.sum(-2 * t * e), rtol=1e-10)
+    assert got["torch"] is False
+    assert "not 'backsolve'" in got["refused"]
+
+
 # --------------------------------------------------------------------------- benchmark
 
 

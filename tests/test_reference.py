@@ -26,9 +26,10 @@ from odebench.problems import (
     cache_dir,
     get_problem,
     linear,
+    loss_and_gradient,
+    loss_function,
     reference_gradient,
 )
-from odebench.problems._torch import loss_and_gradient, loss_function
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 from problem_helpers import scipy_loss_function
 
-from odebench.problems import ProblemError, get_problem, list_problems
-from odebench.problems._torch import loss_and_gradient
+from odebench.problems import ProblemError, get_problem, list_problems, loss_and_gradient
 
 jax = pytest.importorskip("jax")
 jax.config.update("jax_enable_x64", True)

@@ -16,7 +16,13 @@ from ._classic import (
     van_der_pol as van_der_pol,
 )
 from ._neural import neural_mlp as neural_mlp, spiral as spiral
-from ._problem import STIFF_WORK as STIFF_WORK, Problem as Problem, ProblemError as ProblemError, is_stiff as is_stiff
+from ._problem import (
+    STIFF_WORK as STIFF_WORK,
+    LossGradient as LossGradient,
+    Problem as Problem,
+    ProblemError as ProblemError,
+    is_stiff as is_stiff,
+)
 from ._reference import (
     REFERENCE_VERSION as REFERENCE_VERSION,
     Reference as Reference,
@@ -35,15 +41,15 @@ from ._registry import (
     register as register,
     serving as serving,
 )
+from ._solve import loss_and_gradient as loss_and_gradient, loss_function as loss_function
 from ._user import is_equinox_module as is_equinox_module
 from ._workloads import cnf as cnf, fit as fit, latent_ode as latent_ode, ode_net as ode_net
 
 # The torch side loads on first use: this package itself needs NumPy only.
-_LAZY = {name: "odebench.problems._torch" for name in ("loss_and_gradient", "loss_function", "odeint_problem")}
-__getattr__ = lazy_getattr(globals(), _LAZY)
+__getattr__ = lazy_getattr(globals(), {"odeint_problem": "odebench.problems._torch"})
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._torch import loss_and_gradient, loss_function, odeint_problem  # noqa: F401
+    from ._torch import odeint_problem  # noqa: F401
 
 __all__ = [
     "REFERENCE_VERSION",

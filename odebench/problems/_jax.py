@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._problem import Problem
-from ._torch import LossGradient
+from ._problem import LossGradient, Problem
 
 _SOLVERS = {"dopri5": "Dopri5", "dopri8": "Dopri8", "tsit5": "Tsit5", "bosh3": "Bosh3"}
 
@@ -57,15 +56,13 @@ def _inputs(problem: Problem, values: dict[str, Any] | None = None):
 def loss_and_gradient(
     problem: Problem,
     *,
-    solver: str = "dopri8",
-    rtol: float = 1e-12,
-    atol: float = 1e-12,
-    gradient: str = "checkpoint",
-    save_at: str | None = "step",
-    max_steps: int | None = None,
+    solver: str,
+    rtol: float,
+    atol: float,
+    save_at: str | None,
+    max_steps: int | None,
 ) -> LossGradient:
-    """Loss and exact gradient of the discrete diffrax solve (float64, CPU); ``gradient``
-    is accepted for the signature's sake: the gradient is always the discrete one."""
+    """Loss and exact gradient of the discrete diffrax solve (float64, CPU)."""
 
     from .._errors import MaxStepsExceeded
 
@@ -85,11 +82,11 @@ def loss_and_gradient(
 def loss_function(
     problem: Problem,
     *,
-    solver: str = "dopri8",
-    rtol: float = 1e-12,
-    atol: float = 1e-12,
-    save_at: str | None = "step",
-    max_steps: int | None = None,
+    solver: str,
+    rtol: float,
+    atol: float,
+    save_at: str | None,
+    max_steps: int | None,
 ) -> Callable[[np.ndarray], float]:
     """``f(x) -> loss`` of the flat inputs (:meth:`Problem.flat_inputs` order), for finite differences."""
     loss, _ = _loss_fn(problem, solver, save_at, max_steps)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import ProblemError as ProblemError
+
 # Stiff means that stability alone would cost an explicit solver thousands of steps:
 # (fastest decay rate) x (horizon) against the stability interval (~3) of dopri5.
 STIFF_WORK = 1e4
@@ -22,8 +24,13 @@ def is_stiff(rate: float, t_span: float) -> bool:
 FRAMEWORKS = (None, "torch", "jax")
 
 
-class ProblemError(ValueError):
-    """A problem definition or factory argument that is not valid; the message says why."""
+@dataclass(frozen=True)
+class LossGradient:
+    """A loss value, its gradient (``{"y0": ..., <param>: ...}``) and the solve's counts."""
+
+    loss: float
+    grads: dict[str, np.ndarray]
+    stats: dict[str, int]
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,9 +138,9 @@ class Problem:
             params: with a callable field, the dict of tensors it takes (default none).
             info: other :class:`Problem` fields (``name``, ``description``, ``max_steps``, ...).
         """
-        from ._user import from_torch
+        from ._user import torch_model
 
-        return from_torch(field, y0, t, loss, params, **info)
+        return cls(**torch_model(field, y0, t, loss, params, **info))
 
     @classmethod
     def from_jax(
@@ -150,9 +157,9 @@ class Problem:
             params: with a function, the dict of arrays it takes.
             info: other :class:`Problem` fields (``name``, ``description``, ``max_steps``, ...).
         """
-        from ._user import from_jax
+        from ._user import jax_model
 
-        return from_jax(field, y0, t, loss, params, **info)
+        return cls(**jax_model(field, y0, t, loss, params, **info))
 
     @property
     def n_state(self) -> int:

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _fingerprint
 from ._problem import Problem
+from ._solve import loss_and_gradient
 
 # Bump whenever the way references are computed changes: old cache entries are then ignored.
 REFERENCE_VERSION = "1"
@@ -162,7 +163,6 @@ def _describe(settings: dict[str, Any]) -> str:
 
 def _tight(problem: Problem) -> tuple[dict[str, np.ndarray], float, float, str]:
     from ..ode import SolverError
-    from ._torch import loss_and_gradient
 
     try:
         tight = loss_and_gradient(problem, **TIGHT)
@@ -191,7 +191,7 @@ def _tight(problem: Problem) -> tuple[dict[str, np.ndarray], float, float, str]:
 
 
 def _analytic(problem: Problem) -> tuple[dict[str, np.ndarray], float, float, str]:
-    from ._torch import closed_form_loss_and_gradient, loss_and_gradient
+    from ._torch import closed_form_loss_and_gradient
 
     assert problem.exact_gradient is not None  # called only for problem.analytic
     grads = {k: np.asarray(v, dtype=np.float64) for k, v in problem.exact_gradient().items()}

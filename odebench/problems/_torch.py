@@ -7,23 +7,13 @@ Imported lazily (by references, closed-form gradients, the own solver's methods 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..ode import Solution, odeint
-from ._problem import Problem, ProblemError
-
-
-@dataclass(frozen=True)
-class LossGradient:
-    """A loss value, its gradient (``{"y0": ..., <param>: ...}``) and the solve's counts."""
-
-    loss: float
-    grads: dict[str, np.ndarray]
-    stats: dict[str, int]
+from ._problem import LossGradient, Problem, ProblemError
 
 
 def torch_inputs(
@@ -85,21 +75,14 @@ def solve_loss(problem: Problem, y0: torch.Tensor, params: dict[str, torch.Tenso
 def loss_and_gradient(
     problem: Problem,
     *,
-    solver: str = "dopri8",
-    rtol: float = 1e-12,
-    atol: float = 1e-12,
-    gradient: str = "checkpoint",
-    save_at: str | None = "step",
-    max_steps: int | None = None,
+    solver: str,
+    rtol: float,
+    atol: float,
+    gradient: str,
+    save_at: str | None,
+    max_steps: int | None,
 ) -> LossGradient:
-    """Loss and gradient (float64, CPU) of the problem solved by the project's ``odeint``
-    (by diffrax, with the same settings, for a problem only JAX can evaluate)."""
-    if problem.framework == "jax":
-        from . import _jax
-
-        return _jax.loss_and_gradient(
-            problem, solver=solver, rtol=rtol, atol=atol, gradient=gradient, save_at=save_at, max_steps=max_steps
-        )
+    """:func:`._solve.loss_and_gradient` by the project's ``odeint``."""
     y0, params = torch_inputs(problem)
     loss, solution = solve_loss(
         problem, y0, params, solver=solver, rtol=rtol, atol=atol, gradient=gradient, save_at=save_at,
@@ -120,20 +103,9 @@ def closed_form_loss_and_gradient(problem: Problem) -> LossGradient:
 
 
 def loss_function(
-    problem: Problem,
-    *,
-    solver: str = "dopri8",
-    rtol: float = 1e-12,
-    atol: float = 1e-12,
-    save_at: str | None = "step",
-    max_steps: int | None = None,
+    problem: Problem, *, solver: str, rtol: float, atol: float, save_at: str | None, max_steps: int | None
 ) -> Callable[[np.ndarray], float]:
-    """``f(x) -> loss`` of the flat inputs ``x`` (:meth:`Problem.flat_inputs` order), for
-    finite differences: a forward solve in float64 without a graph."""
-    if problem.framework == "jax":
-        from . import _jax
-
-        return _jax.loss_function(problem, solver=solver, rtol=rtol, atol=atol, save_at=save_at, max_steps=max_steps)
+    """:func:`._solve.loss_function` by the project's ``odeint``: no graph."""
 
     def f(x: np.ndarray) -> float:
         y0, params = torch_inputs(problem, problem.unflatten(x), requires_grad=False)

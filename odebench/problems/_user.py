@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._problem import Problem, ProblemError
+from .._errors import ProblemError
+from ._digest import function_digest
 
 
 class _WithoutXp:
@@ -120,15 +121,13 @@ def to_numpy(value: Any, what: str, name: str) -> np.ndarray:
 def fingerprint(*objects: Any) -> str:
     """A digest of models, functions and data: code, architecture, array values, and what
     functions capture (closure cells, referenced globals), a few levels deep."""
-    from ._fingerprint import function_digest
-
     return function_digest(objects, depth=4)[:32]
 
 
-def from_torch(
+def torch_model(
     field: Any, y0: Any, t: Any, loss: Callable[[Any], Any], params: dict[str, Any] | None, **info: Any
-) -> Problem:
-    """See :meth:`Problem.from_torch`."""
+) -> dict[str, Any]:
+    """The :class:`Problem` fields of a PyTorch model; see :meth:`Problem.from_torch`."""
     import torch
 
     name = info.pop("name", "torch_model")
@@ -147,11 +146,11 @@ def from_torch(
         vector_field = _WithoutXp(field)
     else:
         raise ProblemError(f"problem {name!r}: field must be an nn.Module or a callable, got {type(field).__name__}")
-    return _problem(name, "torch", vector_field, values, y0, t, loss, info, fingerprint(field, loss))
+    return _fields(name, "torch", vector_field, values, y0, t, loss, info, fingerprint(field, loss))
 
 
-def from_jax(field: Any, y0: Any, t: Any, loss: Callable[[Any], Any], params: Any, **info: Any) -> Problem:
-    """See :meth:`Problem.from_jax`."""
+def jax_model(field: Any, y0: Any, t: Any, loss: Callable[[Any], Any], params: Any, **info: Any) -> dict[str, Any]:
+    """The :class:`Problem` fields of a JAX model; see :meth:`Problem.from_jax`."""
     import jax
 
     name = info.pop("name", "jax_model")
@@ -175,7 +174,7 @@ def from_jax(field: Any, y0: Any, t: Any, loss: Callable[[Any], Any], params: An
         raise ProblemError(f"problem {name!r}: the parameters' key paths are not distinct: {', '.join(names)}")
     values = {key: leaf for key, (_, leaf) in zip(names, leaves, strict=True)}
     vector_field = _JaxTreeField(call, names, tree, static)
-    return _problem(name, "jax", vector_field, values, y0, t, loss, info, fingerprint(field, loss, static))
+    return _fields(name, "jax", vector_field, values, y0, t, loss, info, fingerprint(field, loss, static))
 
 
 def _leaf_name(path: tuple[Any, ...]) -> str:
@@ -195,7 +194,7 @@ def is_equinox_module(obj: Any) -> bool:
     return isinstance(obj, eqx.Module)
 
 
-def _problem(
+def _fields(
     name: str,
     framework: str,
     vector_field: Callable[..., Any],
@@ -205,13 +204,13 @@ def _problem(
     loss: Callable[[Any], Any],
     info: dict[str, Any],
     digest: str,
-) -> Problem:
+) -> dict[str, Any]:
     if not callable(loss):
         raise ProblemError(f"problem {name!r}: loss must be a callable loss(ys) -> scalar")
     params = {key: to_numpy(value, f"parameter {key!r}", name) for key, value in values.items()}
     config = {"framework": framework, "fingerprint": digest, **info.pop("config", {})}
     description = info.pop("description", f"a {framework} model given to Problem.from_{framework}")
-    return Problem(
+    return dict(
         name=name, vector_field=vector_field, y0=to_numpy(y0, "y0", name), params=params,
         t=to_numpy(t, "t", name), loss=_WithoutXp(loss), framework=framework, config=config,
         description=description, **info,

@@ -24,7 +24,7 @@ from .._errors import SolverError
 from .._memory import MemoryProbe
 from .._records import Record
 from .._verdicts import relative_error
-from ..backends import CaseSpec, DeviceUnavailable, Method, Outcome, make_method
+from ..backends import CaseSpec, DeviceUnavailable, Method, Outcome, Prepared, make_method
 from ._suite import Case, Settings
 
 FD_DIRECTIONS = 2  # directional derivatives per case in the finite-difference check
@@ -123,27 +123,6 @@ def _fd_agreement(prepared, problem, g: np.ndarray, seed: int) -> float:
     return float(np.max(np.abs(directions @ g - derivatives)) / (np.linalg.norm(directions, axis=1).max() * scale))
 
 
-def _timed(prepared, repeats: int) -> tuple[list[float], list[float], list[float]]:
-    fwd, bwd, tot = [], [], []
-    for _ in range(repeats):
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            state = prepared.forward()
-            prepared.sync()
-            t1 = time.perf_counter()
-            prepared.backward(state)
-            prepared.sync()
-            t2 = time.perf_counter()
-        finally:
-            gc.enable()
-        fwd.append(t1 - t0)
-        bwd.append(t2 - t1)
-        tot.append(t2 - t0)
-    return fwd, bwd, tot
-
-
 def _device_reason(method: Method, device: str) -> str | None:
     if device != "cuda" or "torch" not in method.requires:
         return None
@@ -187,20 +166,17 @@ def run_case(case: Case, settings: Settings, run_id: str, suite: str) -> Record:
 
 
 def _measure(case: Case, settings: Settings, fields: dict[str, Any], stage: _Stages) -> dict[str, Any]:
-    """The body of :func:`run_case`: fills ``fields`` and returns the status (and error)."""
+    """The body of :func:`run_case`, stage by stage: fills ``fields`` and returns the status (and error)."""
     from ..problems import get_problem, reference_gradient
 
     problem = get_problem(case.problem.name, dict(case.problem.params))
     fields.update(n_state=problem.n_state, n_params=problem.n_params, n_save_times=int(problem.t.size))
     stage("configuring the method")
     method = make_method(case.method.name, case.method.params)
-    fields["backend"] = method.library
-    fields["solver"] = str(method.params.get("solver", ""))
-    reason = method.unavailable_reason(case.device, problem) or _device_reason(method, case.device)
-    if reason:
+    fields.update(backend=method.library, solver=str(method.params.get("solver", "")))
+    if reason := method.unavailable_reason(case.device, problem) or _device_reason(method, case.device):
         return {"status": "unavailable", "error": reason}
-    reason = method.skip_reason(problem)
-    if reason:
+    if reason := method.skip_reason(problem):
         return {"status": "skipped", "error": reason}
     # Every case, whatever its library: the reference's fingerprint may evaluate the
     # problem in torch (a closed form NumPy lacks), and a torch op that reaches for the
@@ -220,57 +196,83 @@ def _measure(case: Case, settings: Settings, fields: dict[str, Any], stage: _Sta
         return {"status": "unavailable", "error": str(exc)}
 
     stage("the first forward and backward pass", "measure_s")
-    t0 = time.perf_counter()
-    state = prepared.backward(prepared.forward())
-    prepared.sync()
-    first_call = time.perf_counter() - t0
-    outcome = prepared.outcome(state)
-    del state
+    outcome, first_call = _first_pass(prepared)
     fields["loss"] = outcome.loss
     if not _finite(outcome):
         return {"status": "diverged", "error": "NaN or Inf in the loss or the gradient"}
-
-    # Peak memory after the first call, so that one-time costs (lazy imports, BLAS
-    # buffers, allocator pools) stay out of it; in a fresh process, so nothing else is in.
     stage("measuring peak memory", "measure_s")
-    probe = MemoryProbe(prepared.memory_source, torch=prepared.torch_module(), device=prepared.device_handle())
-    with probe:
-        prepared.backward(prepared.forward())
-        prepared.sync()
-    result = probe.result
-    assert result is not None  # set by the probe's __exit__
-    fields.update(peak_memory_bytes=result.peak_bytes, memory_source=result.source)
-
+    fields.update(_peak_memory(prepared))
     stage("warm-up", "measure_s")
     for _ in range(settings.warmup):
-        prepared.backward(prepared.forward())
-        prepared.sync()
+        _pass(prepared)
     stage("timing", "measure_s")
-    fwd, bwd, tot = _timed(prepared, settings.repeats)
-    median = float(np.median(tot))
-    compile_time = prepared.compile_time_s if prepared.compile_time_s is not None else max(0.0, first_call - median)
-    fields.update(
-        time_forward_s=float(np.median(fwd)), time_backward_s=float(np.median(bwd)), time_total_s=median,
-        time_total_iqr_s=float(np.percentile(tot, 75) - np.percentile(tot, 25)), time_samples_s=tot,
-        compile_time_s=compile_time,
-    )  # fmt: skip
-
+    fields.update(_timing(prepared, settings.repeats, first_call))
     stage("counting evaluations", "count_s")
     # A JAX method may take its counts from its verified on-disk cache (backends/_jax_cache.py).
-    count = getattr(prepared, "count_cached", prepared.count)
-    counts = count()
-    fields.update(counts.as_dict())
+    fields.update(getattr(prepared, "count_cached", prepared.count)().as_dict())
 
     stage("comparing with the reference")
     g, directions = _flat(problem, outcome)
-    ref = reference.flat if directions is None else directions @ reference.flat
-    fields.update(_compare(g, ref))
+    fields.update(_compare(g, reference.flat if directions is None else directions @ reference.flat))
     stage("checking consistency with discrete backprop", "consistency_s")
     fields["consistency_err"], fields["consistency_method"] = _consistency(method, problem, spec, g, directions)
     if settings.fd_check and directions is None:
         stage("checking against finite differences", "fd_s")
         fields["fd_err"] = _fd_agreement(prepared, problem, g, case.seed)
     return {"status": "ok"}
+
+
+def _pass(prepared: Prepared) -> Any:
+    """One forward and backward pass, finished on the device; its state."""
+    state = prepared.backward(prepared.forward())
+    prepared.sync()
+    return state
+
+
+def _first_pass(prepared: Prepared) -> tuple[Outcome, float]:
+    """The first pass's outcome and seconds (tracing and compilation included)."""
+    t0 = time.perf_counter()
+    state = _pass(prepared)
+    return prepared.outcome(state), time.perf_counter() - t0
+
+
+def _peak_memory(prepared: Prepared) -> dict[str, Any]:
+    """Peak memory of one pass after the first, so that one-time costs (lazy imports, BLAS
+    buffers, allocator pools) stay out of it; in a fresh process, so nothing else is in."""
+    probe = MemoryProbe(prepared.memory_source, torch=prepared.torch_module(), device=prepared.device_handle())
+    with probe:
+        _pass(prepared)
+    assert probe.result is not None  # set by the probe's __exit__
+    return {"peak_memory_bytes": probe.result.peak_bytes, "memory_source": probe.result.source}
+
+
+def _timing(prepared: Prepared, repeats: int, first_call: float) -> dict[str, Any]:
+    """Medians of ``repeats`` timed passes; compile time as the method reports it, else the first
+    pass's excess over the median."""
+    fwd, bwd, tot = [], [], []
+    for _ in range(repeats):
+        gc.collect()
+        gc.disable()  # device sync inside the timer, garbage collection outside it
+        try:
+            t0 = time.perf_counter()
+            state = prepared.forward()
+            prepared.sync()
+            t1 = time.perf_counter()
+            prepared.backward(state)
+            prepared.sync()
+            t2 = time.perf_counter()
+        finally:
+            gc.enable()
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+        tot.append(t2 - t0)
+    median = float(np.median(tot))
+    compile_time = prepared.compile_time_s if prepared.compile_time_s is not None else max(0.0, first_call - median)
+    return dict(
+        time_forward_s=float(np.median(fwd)), time_backward_s=float(np.median(bwd)), time_total_s=median,
+        time_total_iqr_s=float(np.percentile(tot, 75) - np.percentile(tot, 25)), time_samples_s=tot,
+        compile_time_s=compile_time,
+    )  # fmt: skip
 
 
 def compute_reference(problem_name: str, params: dict[str, Any], threads: int = 1) -> dict[str, Any]:
