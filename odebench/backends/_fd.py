@@ -26,6 +26,7 @@ class _FDPrepared(OwnSolvePrepared):
         self.params = method.params
         self.seed = spec.seed
         self.x0 = tp.problem.flat_inputs()
+        self.noise = float(np.finfo(spec.dtype).eps)  # the loss is as accurate as the case's dtype
 
     def _loss(self, x: np.ndarray) -> float:
         parts = self.tp.problem.unflatten(x)
@@ -38,12 +39,13 @@ class _FDPrepared(OwnSolvePrepared):
         from .. import fd
 
         p = self.params
+        step = {"richardson": p["richardson"], "rel_step": p["rel_step"], "noise": self.noise}
         if p["directions"]:
             directions, derivatives = fd.directional_derivatives(
-                self._loss, self.x0, p["directions"], seed=self.seed, richardson=p["richardson"]
+                self._loss, self.x0, p["directions"], seed=self.seed, **step
             )
             return loss, None, directions, derivatives
-        grad = fd.central_gradient(self._loss, self.x0, richardson=p["richardson"], rel_step=p["rel_step"])
+        grad = fd.central_gradient(self._loss, self.x0, **step)
         return loss, grad, None, None
 
     def outcome(self, state) -> Outcome:
@@ -67,7 +69,9 @@ class Central(Method):
         "n_steps": N_STEPS,
         "richardson": Option(bool, False, "Richardson extrapolation of two step sizes"),
         "directions": Option(int, None, "K random directional derivatives instead of the full gradient", minimum=1),
-        "rel_step": Option(float, None, "relative step (default: the cube root of the dtype's epsilon)"),
+        "rel_step": Option(
+            float, None, "relative step (default: the dtype's epsilon to the 1/3, or 1/5 with Richardson)"
+        ),
     }
 
     def prepare(self, problem: Problem, spec: CaseSpec):
