@@ -30,7 +30,7 @@ from typing import IO, Any, cast
 
 from ._cases import ParamsError, check_params
 from ._errors import UsageError
-from ._records import COLUMNS, INT64_MAX, INT64_MIN, KINDS, Record, value_problem
+from ._records import COLUMNS, INT64_MAX, INT64_MIN, KINDS, STATUSES, Record, value_problem
 
 RECORDS_PARQUET = "records.parquet"
 RECORDS_JOURNAL = "records.jsonl"
@@ -77,14 +77,18 @@ def records_to_frame(records: Iterable[Record | dict[str, Any]], source: str = "
 
 def _typed(frame, source: str = "records"):
     """The frame with every schema column present and typed; :class:`ResultsError` where a cell does not fit."""
-    for name in COLUMNS:
-        if name not in frame.columns:
-            frame[name] = None
+    absent = {name for name in COLUMNS if name not in frame.columns}  # not a records file, maybe: see _runs
+    for name in absent:
+        frame[name] = None
     extra = [c for c in frame.columns if c not in KINDS]
     frame = frame[list(COLUMNS) + extra].reset_index(drop=True)
     for name in COLUMNS:
         try:
             frame[name] = _column(frame[name], KINDS[name])
+            if name == "status" and name not in absent and not (known := frame[name].isin(STATUSES)).all():
+                position = int((~known).to_numpy().argmax())
+                why = f"{frame[name].iloc[position]!r} is not a status ({', '.join(STATUSES)})"
+                raise _BadCell(position, why)
         except _BadCell as bad:
             case = frame["case_id"].iloc[bad.position]
             which = f"record {bad.position + 1}" + (f" (case {case})" if isinstance(case, str) and case else "")

@@ -116,6 +116,16 @@ def test_a_string_in_a_number_column_is_refused(tmp_path):
         load_results(tmp_path)
 
 
+@pytest.mark.parametrize("status", ["okay", "OK", ""])
+def test_a_status_that_is_none_of_the_statuses_is_refused(tmp_path, status):
+    """Only "ok" has meaningful metrics: a misspelt one must not pass as another kind of failure."""
+    frame = pd.DataFrame([r.to_dict() for r in _records(3)])
+    frame.loc[2, "status"] = status
+    frame.to_parquet(tmp_path / RECORDS_PARQUET)
+    with pytest.raises(ResultsError, match=rf"record 3 \(case \w+\): column status: '{status}' is not a status \(ok, "):
+        load_results(tmp_path)
+
+
 # ---------------------------------------------------------------- 3. torn lines
 
 
@@ -297,7 +307,7 @@ def _damage(kind: str, run: Path) -> tuple[Path, str]:
         text = {"run-json-invalid": "{oops", "run-json-list": "[]", "run-json-cpu": '{"cpu": "x"}'}[kind]
         (run / RUN_INFO).write_text(text)
         return run, RUN_INFO
-    if kind in ("params", "journal-list", "journal-fraction"):
+    if kind in ("params", "journal-list", "journal-fraction", "journal-status"):
         records = synthetic_records(failures=False)
         (run / RECORDS_PARQUET).unlink()
         lines = [json.dumps(r.to_dict()) for r in records]
@@ -305,6 +315,8 @@ def _damage(kind: str, run: Path) -> tuple[Path, str]:
             lines[3] = _line(records[3], method_params="{solver: rk4")
         elif kind == "journal-list":
             lines[3] = "[1, 2, 3]"
+        elif kind == "journal-status":
+            lines[3] = _line(records[3], status="okay")
         else:
             lines[3] = _line(records[3], nfe_forward=20.5)
         _write_journal(run / RECORDS_JOURNAL, lines)
@@ -325,6 +337,7 @@ DAMAGE = [
     "params",
     "journal-list",
     "journal-fraction",
+    "journal-status",
 ]
 
 
