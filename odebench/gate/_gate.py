@@ -219,8 +219,8 @@ def _check_case(base: Row, new: Row, thresholds: Thresholds, timing: _Timing, ot
     if not (_ok(base) and _ok(new)):
         return
     tally.violations += _check_grad(base, new, thresholds.grad_rel_err)
-    tally.violations += _check_nfe(base, new, thresholds.nfe)
-    tally.violations += _check_steps(base, new, thresholds.steps)
+    tally.violations += _check_counts(base, new, thresholds.nfe, ("nfe_forward", "nfe_backward"))
+    tally.violations += _check_counts(base, new, thresholds.steps, ("steps_forward", "steps_backward"))
     tally.violations += _check_memory(base, new, thresholds.memory)
     slower = _check_time(base, new, thresholds.time, timing)
     why = _time_not_gated(thresholds.time, other_cpu)
@@ -320,14 +320,6 @@ def _check_counts(base: Row, new: Row, rule: NfeRule | StepsRule, columns: tuple
         for column in columns
         for violation in _exceeds(base, new, column, lambda b: b * (1 + rule.max_increase), column, text)
     ]
-
-
-def _check_nfe(base: Row, new: Row, rule: NfeRule) -> list[Violation]:
-    return _check_counts(base, new, rule, ("nfe_forward", "nfe_backward"))
-
-
-def _check_steps(base: Row, new: Row, rule: StepsRule) -> list[Violation]:
-    return _check_counts(base, new, rule, ("steps_forward", "steps_backward"))
 
 
 def _check_memory(base: Row, new: Row, rule: MemoryRule) -> list[Violation]:

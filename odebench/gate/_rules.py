@@ -29,7 +29,6 @@ from .._errors import UsageError
 from .._yaml import safe_load
 
 TIME_MODES = ("relative", "absolute", "both")
-MEMORY_SOURCES = ("cuda", "jax", "rss")
 DEFAULT_ORIGIN = "default"
 
 

@@ -265,7 +265,7 @@ class Checkpoint(_Taped):
         for first, last in reversed(tape.segments()):
             with torch.enable_grad():
                 y_start = tape.states[first].detach().requires_grad_(True)
-                steps, f1s = integ.replay(self.fn, y_start, tape, first, last, want_f1=True)
+                steps, f1s = integ.replay(self.fn, y_start, tape, first, last)
                 outs, gouts = [], []
                 if a is not None:
                     outs.append(steps[-1].y1)
@@ -305,16 +305,14 @@ class _Trajectory:
         self.step_keys = [direction * t for t in tape.t0]
         self.segments = tape.segments()
         self.segment_keys = [direction * tape.t0[first] for first, _ in self.segments]
-        self.cache: dict[int, tuple[list[Step], list[torch.Tensor | None]]] = {}
+        self.cache: dict[int, tuple[list[Step], list[torch.Tensor]]] = {}
         self.order: list[int] = []
 
     def _segment(self, i: int):
         if i not in self.cache:
             first, last = self.segments[i]
             with torch.no_grad():
-                self.cache[i] = self.integ.replay(
-                    self.fn, self.tape.states[first], self.tape, first, last, want_f1=True
-                )
+                self.cache[i] = self.integ.replay(self.fn, self.tape.states[first], self.tape, first, last)
             self.order.append(i)
             if len(self.order) > 2:
                 del self.cache[self.order.pop(0)]

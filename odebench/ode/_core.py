@@ -228,7 +228,6 @@ class SolveResult:
     h_next: float
     steps: int = 0
     rejected: int = 0
-    f_last: torch.Tensor | None = None  # the vector field at the final state, where known
 
 
 class Integrator:
@@ -351,7 +350,6 @@ class Integrator:
         ts: list[float],
         norm: ErrorNorm,
         *,
-        k1: torch.Tensor | None = None,
         h0: float | None = None,
         tape: Tape | None = None,
         on_step: StepHook | None = None,
@@ -369,13 +367,14 @@ class Integrator:
         """
         pool = StagePool(self.tableau, reads)
         if self.control.fixed:
-            return self._solve_fixed(fn, y0, ts, k1=k1, tape=tape, on_step=on_step, pool=pool)
-        return self._solve_adaptive(fn, y0, ts, norm, k1=k1, h0=h0, tape=tape, on_step=on_step, pool=pool)
+            return self._solve_fixed(fn, y0, ts, tape=tape, on_step=on_step, pool=pool)
+        return self._solve_adaptive(fn, y0, ts, norm, h0=h0, tape=tape, on_step=on_step, pool=pool)
 
-    def _solve_fixed(self, fn, y0, ts, *, k1, tape, on_step, pool) -> SolveResult:
+    def _solve_fixed(self, fn, y0, ts, *, tape, on_step, pool) -> SolveResult:
         ctl, tab = self.control, self.tableau
         h_nominal = cast(float, ctl.step_size)  # fixed: set
         y, ys, steps = y0, [y0], 0
+        k1: torch.Tensor | None = None
         for i in range(len(ts) - 1):
             t_a, t_b = ts[i], ts[i + 1]
             n = max(1, math.ceil(abs(t_b - t_a) / h_nominal - 1e-9))
@@ -408,14 +407,13 @@ class Integrator:
         if tape is not None:
             tape.finish(ts[-1])
         h_out = (ts[-1] - ts[-2]) / max(1, math.ceil(abs(ts[-1] - ts[-2]) / h_nominal - 1e-9))
-        return SolveResult(ys, h_next=abs(h_out), steps=steps, rejected=0, f_last=k1)
+        return SolveResult(ys, h_next=abs(h_out), steps=steps, rejected=0)
 
-    def _solve_adaptive(self, fn, y0, ts, norm, *, k1, h0, tape, on_step, pool) -> SolveResult:
+    def _solve_adaptive(self, fn, y0, ts, norm, *, h0, tape, on_step, pool) -> SolveResult:
         ctl, tab = self.control, self.tableau
         direction = 1.0 if ts[-1] > ts[0] else -1.0
         t, y = ts[0], y0
-        if k1 is None:
-            k1 = fn(t, y)
+        k1 = fn(t, y)
         if h0 is None:
             h0 = ctl.first_step or self.initial_step(fn, t, y, k1, direction, norm, ts[-1] - ts[0])
         h = direction * abs(h0)
@@ -487,7 +485,7 @@ class Integrator:
                     )
         if tape is not None:
             tape.finish(t)
-        return SolveResult(ys, h_next=abs(h), steps=steps, rejected=rejected, f_last=k1)
+        return SolveResult(ys, h_next=abs(h), steps=steps, rejected=rejected)
 
     def replay(
         self,
@@ -496,28 +494,21 @@ class Integrator:
         tape: Tape,
         first: int,
         last: int,
-        *,
-        k1: torch.Tensor | None = None,
-        want_f1: bool = False,
-    ) -> tuple[list[Step], list[torch.Tensor | None]]:
+    ) -> tuple[list[Step], list[torch.Tensor]]:
         """Redo the accepted steps ``first .. last - 1`` from ``y`` with the recorded sizes.
 
-        Returns the steps and, per step, ``f(t1, y1)`` where it was computed (always for
-        FSAL methods; for the others when ``want_f1``, as the dense output needs it).
+        Returns the steps and, per step, ``f(t1, y1)`` (a stage of FSAL methods; evaluated for
+        the others, as the dense output needs it and the next step starts from it).
         Identical arithmetic to the forward pass, so the states agree bit for bit.
         """
         fsal = self.tableau.fsal
         steps, f1s = [], []
+        k1 = None
         for j in range(first, last):
             if k1 is None:
                 k1 = fn(tape.t0[j], y)
             step = self.step(fn, tape.t0[j], y, tape.h[j], k1, estimate=False)
-            if fsal:
-                k1 = step.K[-1]
-            elif want_f1:
-                k1 = fn(tape.end_time(j), step.y1)
-            else:
-                k1 = None
+            k1 = step.K[-1] if fsal else fn(tape.end_time(j), step.y1)
             steps.append(step)
             f1s.append(k1)
             y = step.y1

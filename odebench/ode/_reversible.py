@@ -53,8 +53,8 @@ class ReversibleHeun:
             raise MaxStepsExceeded(f"{len(steps)} steps exceed max_steps={ctl.max_steps}")
         return steps, ends
 
-    def solve(self, fn, y0: torch.Tensor, ts: list[float]) -> tuple[SolveResult, torch.Tensor, torch.Tensor]:
-        """The solution at the save times, and the final ``yh`` and ``f(t_N, yh_N)``.
+    def solve(self, fn, y0: torch.Tensor, ts: list[float]) -> tuple[SolveResult, torch.Tensor]:
+        """The solution at the save times, and the final ``yh``.
 
         Differentiable by autograd (discrete backprop through the reversible solver).
         """
@@ -76,7 +76,7 @@ class ReversibleHeun:
                 f"{NAME} solve produced NaN/Inf by t={ts[-1]:.6g}; reduce the step size "
                 "(its stability region is the imaginary segment [-i, i])"
             )
-        return SolveResult(ys, h_next=abs(steps[-1][1]), steps=len(steps)), yh, f0
+        return SolveResult(ys, h_next=abs(steps[-1][1]), steps=len(steps)), yh
 
 
 class Reversible(_Mode):
@@ -93,7 +93,7 @@ class Reversible(_Mode):
 
     def forward(self, y0):
         solver = cast(ReversibleHeun, self.integ)  # odeint passes the reversible mode a ReversibleHeun
-        result, self.yh_end, self.f_end = solver.solve(self.fn, y0, self.ts)
+        result, self.yh_end = solver.solve(self.fn, y0, self.ts)
         self._count("forward", result)
         self.y_end = result.ys[-1]
         return torch.stack(result.ys)

@@ -28,8 +28,7 @@ class SolveStats:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
-    def add(self, phase: str, *, nfe: int = 0, steps: int = 0, rejected: int = 0) -> None:
-        """Add counts to the ``forward`` or ``backward`` phase."""
-        setattr(self, f"nfe_{phase}", getattr(self, f"nfe_{phase}") + nfe)
+    def add(self, phase: str, *, steps: int = 0, rejected: int = 0) -> None:
+        """Add step counts to the ``forward`` or ``backward`` phase (evaluations are counted as they happen)."""
         setattr(self, f"steps_{phase}", getattr(self, f"steps_{phase}") + steps)
         setattr(self, f"rejected_{phase}", getattr(self, f"rejected_{phase}") + rejected)

@@ -19,18 +19,18 @@ def _fail(problem: str, name: str, valid: str, value: Any) -> ProblemError:
     return ProblemError(f"problem {problem!r}: parameter {name!r} must be {valid}, got {value!r}")
 
 
-def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+def _bounds(lo: float | None, hi: float | None, lo_open: bool) -> str:
     parts = []
     if lo is not None:
         parts.append(f"{'>' if lo_open else '>='} {lo:g}")
     if hi is not None:
-        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+        parts.append(f"<= {hi:g}")
     return " and ".join(parts)
 
 
 def check_int(problem: str, name: str, value: Any, *, lo: int | None = None, hi: int | None = None) -> int:
     """An integer in ``[lo, hi]`` (bools and floats are refused: ``dim: 4.5`` is a typo, not 4)."""
-    valid = "an integer" + (" " + _bounds(lo, hi, False, False) if lo is not None or hi is not None else "")
+    valid = "an integer" + (" " + _bounds(lo, hi, False) if lo is not None or hi is not None else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _fail(problem, name, valid, value)
     value = int(value)
@@ -47,10 +47,9 @@ def check_float(
     lo: float | None = None,
     hi: float | None = None,
     lo_open: bool = False,
-    hi_open: bool = False,
 ) -> float:
-    """A finite real number in the given range (open or closed at each end)."""
-    bounds = _bounds(lo, hi, lo_open, hi_open)
+    """A finite real number in ``[lo, hi]``, or ``(lo, hi]`` with ``lo_open``."""
+    bounds = _bounds(lo, hi, lo_open)
     valid = "a finite number" + (" " + bounds if bounds else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _fail(problem, name, valid, value)
@@ -59,7 +58,7 @@ def check_float(
         raise _fail(problem, name, valid, value)
     if lo is not None and (value < lo or (lo_open and value == lo)):
         raise _fail(problem, name, valid, value)
-    if hi is not None and (value > hi or (hi_open and value == hi)):
+    if hi is not None and value > hi:
         raise _fail(problem, name, valid, value)
     return value
 

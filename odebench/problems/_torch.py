@@ -20,15 +20,13 @@ def torch_inputs(
     problem: Problem,
     values: dict[str, Any] | None = None,
     *,
-    dtype: torch.dtype = torch.float64,
-    device: str | torch.device = "cpu",
     requires_grad: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``(y0, params)`` as fresh leaf tensors; ``values`` overrides the problem's own."""
+    """``(y0, params)`` as fresh float64 leaf tensors on the CPU; ``values`` overrides the problem's own."""
     source = {"y0": problem.y0, **problem.params, **(values or {})}
 
     def leaf(key: str) -> torch.Tensor:
-        return torch.tensor(np.asarray(source[key]), dtype=dtype, device=device, requires_grad=requires_grad)
+        return torch.tensor(np.asarray(source[key]), dtype=torch.float64, requires_grad=requires_grad)
 
     return leaf("y0"), {key: leaf(key) for key in problem.params}
 
