@@ -385,6 +385,25 @@ def test_list_methods_names_a_library_that_cannot_be_looked_up(monkeypatch, caps
     assert "odebench.backprop  [available]" in out
 
 
+def test_list_methods_documents_every_parameter_of_every_method(capsys):
+    """The suite docs send users here for a method's params: each is shown with its default and meaning."""
+    from odebench.backends import method_class, method_names
+
+    assert odebench("list", "methods") == 0
+    blocks: dict[str, list[str]] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith(" "):
+            blocks[line.split()[0]] = []
+        else:
+            blocks[list(blocks)[-1]].append(line)
+    assert list(blocks) == list(method_names())
+    for name, lines in blocks.items():
+        documented = [line for line in lines if line.startswith("      ")]
+        options = method_class(name).options
+        assert documented == [f"      {key}={o.default!r}: {o.doc}" for key, o in options.items()], name
+        assert all(o.doc for o in options.values()), name
+
+
 @pytest.mark.parametrize("what", ["problems", "methods"])
 def test_list_survives_a_library_that_fails_at_import(tmp_path, what):
     broken = tmp_path / "site" / "jax"

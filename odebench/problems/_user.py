@@ -101,13 +101,6 @@ def _call_module(t: Any, y: Any, module: Any) -> Any:
     return module(t, y)
 
 
-def _call_with_params(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def call(t: Any, y: Any, params: Any) -> Any:
-        return fn(t, y, params)
-
-    return call
-
-
 def to_numpy(value: Any, what: str, name: str) -> np.ndarray:
     """A tensor or array (torch, JAX, NumPy, nested lists) as a float64 NumPy array."""
     try:
@@ -162,7 +155,7 @@ def jax_model(field: Any, y0: Any, t: Any, loss: Callable[[Any], Any], params: A
     elif callable(field):
         if params is None:
             raise ProblemError(f"problem {name!r}: a JAX function f(t, y, params) needs params (a pytree of arrays)")
-        tree, static, call = params, None, _call_with_params(field)
+        tree, static, call = params, None, field
     else:
         raise ProblemError(
             f"problem {name!r}: field must be a function f(t, y, params) or an equinox module, got "

@@ -20,8 +20,8 @@ def _methods() -> str:
         lines.append(f"{name}  [{state}]")
         lines.append(f"    {cls.description}")
         lines.append(f"    solvers: {', '.join(cls.solvers)}; devices: {', '.join(cls.devices)}")
-        options = ", ".join(f"{k}={v.default!r}" for k, v in cls.options.items())
-        lines.append(f"    params: {options}")
+        lines.append("    params:")
+        lines += [f"      {key}={option.default!r}: {option.doc}" for key, option in cls.options.items()]
     return "\n".join(lines)
 
 
