@@ -180,22 +180,24 @@ import json, sys
 import jax
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
-from odebench.problems import Problem, ProblemError, loss_and_gradient
+from odebench.problems import Problem, ProblemError, loss_and_gradient, reference_gradient
 
 problem = Problem.from_jax(lambda t, y, p: -p["k"] * y, jnp.ones(2), jnp.linspace(0.0, 1.0, 3),
                            lambda ys: jnp.sum(ys**2), {"k": jnp.asarray(0.5)})
 result = loss_and_gradient(problem)
+reference = reference_gradient(problem, cache=False)  # the tight solve and its two checks
 try:
     loss_and_gradient(problem, gradient="backsolve")
     refused = ""
 except ProblemError as exc:
     refused = str(exc)
 print(json.dumps({"loss": result.loss, "grads": {k: v.tolist() for k, v in result.grads.items()},
-                  "torch": "torch" in sys.modules, "refused": refused}))
+                  "torch": "torch" in sys.modules, "refused": refused,
+                  "reference": reference.flat.tolist()}))
 """
 
 
-def test_a_jax_only_problem_is_solved_without_torch_and_never_by_another_gradient():
+def test_a_jax_only_problem_and_its_reference_are_solved_without_torch_never_by_another_gradient():
     out = subprocess.run([sys.executable, "-c", JAX_ONLY], capture_output=True, text=True, check=True, cwd=ROOT)
     got = json.loads(out.stdout.splitlines()[-1])
     # y = exp(-k t) y0 saved at t = 0, 0.5, 1: loss = |y0|^2 sum_i exp(-2 k t_i)
@@ -204,6 +206,7 @@ def test_a_jax_only_problem_is_solved_without_torch_and_never_by_another_gradien
     np.testing.assert_allclose(got["loss"], 2 * e.sum(), rtol=1e-10)
     np.testing.assert_allclose(got["grads"]["y0"], [2 * e.sum()] * 2, rtol=1e-10)
     np.testing.assert_allclose(got["grads"]["k"], 2 * np.sum(-2 * t * e), rtol=1e-10)
+    np.testing.assert_allclose(got["reference"], [2 * e.sum(), 2 * e.sum(), 2 * np.sum(-2 * t * e)], rtol=1e-10)
     assert got["torch"] is False
     assert "not 'backsolve'" in got["refused"]
 

@@ -82,7 +82,7 @@ class ReversibleHeun:
 class Reversible(_Mode):
     """Exact gradient of the reversible Heun solve in O(1) memory (Kidger et al. 2021).
 
-    The forward pass keeps only the final ``(y, yh, f)``. The backward pass rebuilds each
+    The forward pass keeps only the final ``(y, yh)``. The backward pass rebuilds each
     earlier state from the later one (algebraic reversibility, one evaluation per step)
     and backpropagates through that step as it goes: the evaluation at each ``yh_n`` is
     made with a graph, and its VJP, with the cotangents of both uses of ``f(yh_n)``

@@ -162,7 +162,7 @@ def _describe(settings: dict[str, Any]) -> str:
 
 
 def _tight(problem: Problem) -> tuple[dict[str, np.ndarray], float, float, str]:
-    from ..ode import SolverError
+    from .._errors import SolverError  # not odebench.ode's re-export: that imports torch
 
     try:
         tight = loss_and_gradient(problem, **TIGHT)
