@@ -78,6 +78,7 @@ SLOW = {
         "test_cli_refuses_a_folder_it_did_not_write",
         "test_many_methods_keep_distinct_styles",
         "test_overlapping_runs_stay_apart",
+        "test_a_legend_of_many_long_labels_widens_the_figure_instead_of_covering_the_panels",
     },
     "test_history.py": {
         "test_history_rewrites_its_own_folder_but_refuses_a_foreign_one",

@@ -601,6 +601,25 @@ def test_many_methods_keep_distinct_styles(tmp_path):
     assert_report_files(out)
 
 
+def test_a_legend_of_many_long_labels_widens_the_figure_instead_of_covering_the_panels(tmp_path):
+    """Seen in the headline report: 32 labels like ``odebench.checkpoint(n_steps=400, solver=rk4)``
+    squeezed the panels to nothing, and the legend was drawn over the data."""
+    import warnings
+
+    from PIL import Image
+
+    methods = [(f"library{i}.recursive_checkpoint", {"solver": "dopri5", "max_steps": 100_000 + i}) for i in range(30)]
+    frame = synthetic_frame(problems=[("linear", {"dim": 4})], methods=methods, failures=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = write_report(frame, tmp_path / "r")
+    assert not [w for w in caught if "constrained_layout not applied" in str(w.message)]
+    figure = out / "figures" / "wp_time_linear.png"
+    with Image.open(figure) as image:
+        width_in = image.width / 110  # DPI
+    assert width_in > 4.2 + 3.2 + 1, width_in  # one panel and the default legend width would not hold it
+
+
 def test_overlapping_runs_stay_apart(tmp_path):
     small = dict(problems=[("linear", {"dim": 4})], methods=DEFAULT_METHODS[:2], tolerances=(1e-3, 1e-6))
     base = write_synthetic_run(tmp_path / "base", run_id="base", **small)

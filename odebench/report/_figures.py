@@ -150,10 +150,23 @@ def _draw(path: Path, title: str, panels: list[Panel], layout: Layout, styles: d
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     handles = [Line2D([], [], **styles[s].kwargs(), markersize=5) for s in sorted(shown)]
     columns = 1 + len(shown) // 18  # a legend taller than the figure would be cut off
-    fig.legend(handles, sorted(shown), loc="outside right upper", fontsize=8, frameon=False, ncols=columns)
+    legend = fig.legend(handles, sorted(shown), loc="outside right upper", fontsize=8, frameon=False, ncols=columns)
+    _fit_legend(fig, legend, PANEL_SIZE[0] * layout.columns)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, path)
     return True
+
+
+def _fit_legend(fig: Figure, legend, panels_width: float) -> None:
+    """Widen the figure where long or many labels make the legend too wide for it: the layout
+    would squeeze the panels to nothing and draw the legend over them. Up to a quarter of the
+    panels' width is left to the layout to take, so that a legend a little over
+    :data:`LEGEND_WIDTH` changes nothing."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    width = legend.get_window_extent(FigureCanvasAgg(fig).get_renderer()).width / fig.dpi
+    if width > fig.get_figwidth() - 0.75 * panels_width:
+        fig.set_figwidth(panels_width + width + 0.3)  # 0.3: the layout's padding either side of the legend
 
 
 def save_png(fig, path: Path) -> None:
