@@ -127,9 +127,8 @@ def _column(col, kind: str):
         return col.where(col.notna(), "").astype(object).map(str)
     if kind == "floats":
         return pd.Series([_float_list(v, position) for position, v in enumerate(col.tolist())], index=col.index)
-    numeric = types.is_float_dtype(col) or types.is_integer_dtype(col)
     if kind == "float":
-        if numeric:
+        if types.is_float_dtype(col) or types.is_integer_dtype(col):
             return col.astype("float64")
         return pd.Series(
             [np.nan if v is None else float(v) for v in _checked(col, kind)], index=col.index, dtype="float64"
@@ -208,12 +207,10 @@ def write_parquet_atomic(records: Sequence[Record | dict[str, Any]], path: Path)
     try:
         with replaced_atomically(path, "wb") as handle:
             frame.to_parquet(handle, index=False)
-    except BaseException as exc:
-        if isinstance(exc, OSError):
-            raise ResultsError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        if isinstance(exc, (ValueError, TypeError, OverflowError)):  # pyarrow conversion errors
-            raise ResultsError(f"cannot write {path}: {type(exc).__name__}: {exc}") from exc
-        raise
+    except OSError as exc:
+        raise ResultsError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # pyarrow conversion errors
+        raise ResultsError(f"cannot write {path}: {type(exc).__name__}: {exc}") from exc
     _sync_folder(path.parent)
 
 
@@ -240,8 +237,7 @@ def append_journal(record: Record, path: Path) -> None:
     on its own line.
     """
     path = Path(path)
-    problems = record.problems()
-    if problems:
+    if problems := record.problems():
         column, why = problems[0]
         raise ResultsError(f"cannot append to {path}: case {record.case_id}: column {column}: {why}")
     line = (json.dumps(record.to_dict(), allow_nan=True) + "\n").encode("utf-8")
@@ -337,8 +333,7 @@ def read_journal(path: Path) -> list[Record]:
         if not isinstance(value, dict):
             raise ResultsError(f"{path} line {number}: expected a JSON object (one record), got a {_json_kind(value)}")
         record = Record.from_dict(value)
-        problems = record.problems()
-        if problems:
+        if problems := record.problems():
             column, why = problems[0]
             raise ResultsError(f"{path} line {number}: column {column}: {why}")
         records.append(record)
@@ -347,19 +342,20 @@ def read_journal(path: Path) -> list[Record]:
 
 def _latest(records: Iterable[Record]) -> list[Record]:
     """One record per case, the latest (a re-run case is journalled again), in order of first appearance."""
-    latest: dict[str, Record] = {}
-    for record in records:
-        latest[record.case_id] = record
-    return list(latest.values())
+    return list({record.case_id: record for record in records}.values())
 
 
 def _read_table(path: Path, reader):
+    """The typed frame of the table file ``path``, read with ``reader`` (pandas' parquet or CSV reader)."""
     try:
-        return reader(path)
-    except ResultsError:
-        raise
+        table = reader(path)
     except Exception as exc:  # whatever the parser raises, the file is not readable records
         raise ResultsError(f"cannot read records from {path}: {type(exc).__name__}: {exc}") from exc
+    return _typed(table, str(path))
+
+
+def _journal_frame(path: Path):
+    return records_to_frame(_latest(read_journal(path)), str(path))
 
 
 def _with_journal(frame, journal: list[Record], source: str):
@@ -384,17 +380,16 @@ def _one(path: Path):
     if path.is_dir():
         parquet, journal = path / RECORDS_PARQUET, path / RECORDS_JOURNAL
         if parquet.exists():
-            frame = _typed(_read_table(parquet, pd.read_parquet), str(parquet))
-            return _with_journal(frame, read_journal(journal), str(journal))
+            return _with_journal(_read_table(parquet, pd.read_parquet), read_journal(journal), str(journal))
         if journal.exists():
-            return records_to_frame(_latest(read_journal(journal)), str(journal))
+            return _journal_frame(journal)
         raise ResultsError(f"{path} is not a results folder: it holds neither {RECORDS_PARQUET} nor {RECORDS_JOURNAL}")
     if path.suffix == ".parquet":
-        return _typed(_read_table(path, pd.read_parquet), str(path))
+        return _read_table(path, pd.read_parquet)
     if path.suffix == ".jsonl":
-        return records_to_frame(_latest(read_journal(path)), str(path))
+        return _journal_frame(path)
     if path.suffix == ".csv":
-        return _typed(_read_table(path, pd.read_csv), str(path))
+        return _read_table(path, pd.read_csv)
     raise ResultsError(
         f"cannot read results from {path}: give a results folder, a records.parquet, a records.jsonl or a .csv file"
     )

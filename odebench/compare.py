@@ -46,8 +46,7 @@ def compare_runs(base, new):
         }
         row["status_changed"] = row["status_base"] != row["status_new"]
         for column, _, _ in METRICS:
-            vb = number(b, column) if b is not None else None
-            vn = number(n, column) if n is not None else None
+            vb, vn = number(b or {}, column), number(n or {}, column)  # None where a run lacks the case
             row[f"{column}_base"], row[f"{column}_new"] = vb, vn
             row[f"{column}_ratio"] = change_ratio(vn, vb) if vb is not None and vn is not None else None
         rows.append(row)

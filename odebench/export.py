@@ -97,16 +97,13 @@ def _benchmark(row: Mapping[str, Any]) -> dict[str, Any]:
     problem = problem_label(row)
     param = f"{problem}-{setting_label(row, sep='-')}"
     name = f"{method_label(row)}[{param}]"
-    ident = identity(row)
-    ident["problem_params"] = params(row, "problem_params")
-    ident["method_params"] = params(row, "method_params")
     samples = value(row, "time_samples_s")
     return {
         # Grouped by problem and setting, so that `compare` ranks the methods of each.
         "group": f"{problem} {setting_label(row)}",
         "name": name,
         "fullname": f"{value(row, 'suite') or 'odebench'}::{name}",
-        "params": ident,
+        "params": identity(row) | {column: params(row, column) for column in ("problem_params", "method_params")},
         "param": param,
         "extra_info": {column: value(row, column) for column in EXTRA_COLUMNS},
         "options": {

@@ -96,9 +96,7 @@ def read_runs(paths: Sequence[str]) -> list[HistoryRun]:
         info = read_run_info(path, f"RUN {path}")
         if not info:
             raise UsageError(f"RUN {path}: no run.json next to the records; history orders runs by their run.json")
-        git = info.get("git")
-        if not isinstance(git, dict):
-            git = {}
+        git = info.get("git") or {}  # an object or null: read_run_info checks
         runs.append(
             HistoryRun(
                 path=path,
@@ -126,10 +124,8 @@ def find_jumps(runs: Sequence[HistoryRun], rules=None) -> list[Jump]:
 
     jumps = []
     for before, after in zip(runs, runs[1:], strict=False):
-        cpus = {"run_cpu": after.cpu, "baseline_cpu": before.cpu}
-        worse = gate(after.frame, before.frame, rules, **cpus).violations
-        swapped = {"run_cpu": before.cpu, "baseline_cpu": after.cpu}
-        better = gate(before.frame, after.frame, rules, **swapped).violations
+        worse = gate(after.frame, before.frame, rules, run_cpu=after.cpu, baseline_cpu=before.cpu).violations
+        better = gate(before.frame, after.frame, rules, run_cpu=before.cpu, baseline_cpu=after.cpu).violations
         jumps += [Jump(before, after, "worse", v) for v in worse]
         # Swapped, a "missing" case is one new in the later run: not a jump.
         jumps += [Jump(before, after, "better", _unswapped(v)) for v in better if v.check != "missing"]
@@ -234,22 +230,11 @@ def history_markdown(runs: Sequence[HistoryRun], jumps: Sequence[Jump], figures:
         f"{len(runs)} runs of suite `{suite}`, in order of start time. A jump is what `odebench gate` calls a"
         " change between a run and the one before it (worse), or the same with their roles swapped (better)."
     )
-    parts.append(
-        md.table(
-            ("#", "commit", "started", "CPU", "cases", "run"),
-            [
-                (
-                    i,
-                    run.commit_label,
-                    run.started_at.strftime("%Y-%m-%d %H:%M"),
-                    run.cpu or "-",
-                    len(run.frame),
-                    run.path,
-                )
-                for i, run in enumerate(runs)
-            ],
-        )
-    )
+    run_rows = [
+        (i, run.commit_label, run.started_at.strftime("%Y-%m-%d %H:%M"), run.cpu or "-", len(run.frame), run.path)
+        for i, run in enumerate(runs)
+    ]
+    parts.append(md.table(("#", "commit", "started", "CPU", "cases", "run"), run_rows))
     parts.append("## Jumps")
     if jumps:
         rows = [

@@ -382,15 +382,8 @@ class _Timing:
         for base, new in pairs:
             tb, tn = _times(base)[0], _times(new)[0]
             if tb is not None and tn is not None:
-                self.timed.append(
-                    _Timed(
-                        value(base, "method"),
-                        method_label(base),
-                        value(base, "solver") or "",
-                        problem_key(base),
-                        tn / tb,
-                    )
-                )
+                method, solver = value(base, "method"), value(base, "solver") or ""
+                self.timed.append(_Timed(method, method_label(base), solver, problem_key(base), tn / tb))
 
     def speed(self, base: Row, reference: str | None) -> tuple[float, str] | None:
         """The speed factor for ``base`` and what it was measured on; ``None`` if nothing to compare with."""
@@ -407,8 +400,7 @@ class _Timing:
         chain = []
         if reference is not None and method != reference:
             for scope, pool in (("on this problem", [t for t in refs if t.problem == problem]), ("over the run", refs)):
-                same_solver = [t for t in pool if t.solver == solver]
-                chosen = same_solver or pool
+                chosen = [t for t in pool if t.solver == solver] or pool
                 names = sorted({t.label for t in chosen})
                 chain.append((chosen, f"relative to {names[0] if len(names) == 1 else reference} {scope}"))
         chain.append(([t for t in others if t.problem == problem], "relative to the other methods on this problem"))
@@ -463,17 +455,6 @@ def _check_time(base: Row, new: Row, rule: TimeRule, timing: _Timing) -> list[Vi
                 continue  # the samples overlap too much to call it a slowdown
         evidence = f"p={p:.2g} < {rule.alpha:g}" if p is not None else "too few samples for a test"
         text = f"{norm.how}: ≤ ×{rule.factor:g} ({evidence}) [{rule.origin}]"
-        found.append(
-            _violation(
-                new,
-                f"time ({mode})",
-                number(base, "time_total_s"),
-                tn,
-                norm.change,
-                text,
-                unit="s",
-                pvalue=p,
-                normalised=norm.how,
-            )
-        )
+        was = number(base, "time_total_s")
+        found.append(_violation(new, f"time ({mode})", was, tn, norm.change, text, "s", pvalue=p, normalised=norm.how))
     return found

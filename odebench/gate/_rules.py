@@ -136,6 +136,7 @@ class Thresholds:
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in fields(Thresholds))
+_Overrides = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # section -> ((key, value), ...)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class Rule:
     """Overrides for the cases ``where`` matches: section -> ((key, value), ...)."""
 
     where: Where
-    overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    overrides: _Overrides
     origin: str
 
 
@@ -170,18 +171,20 @@ class Rules:
         resolved = self.defaults
         for rule in self.rules:
             if rule.where.matches(case):
-                resolved = replace(
-                    resolved,
-                    **{
-                        section: replace(getattr(resolved, section), **dict(values), origin=rule.origin)
-                        for section, values in rule.overrides
-                    },
-                )
+                resolved = _overridden(resolved, rule.overrides, rule.origin)
         return resolved
 
     def ignored(self, case: Mapping[str, Any]) -> Ignore | None:
         """The first ignore entry matching ``case``, if any."""
         return next((entry for entry in self.ignore if entry.where.matches(case)), None)
+
+
+def _overridden(thresholds: Thresholds, overrides: _Overrides, origin: str) -> Thresholds:
+    """``thresholds`` with the values of ``overrides`` set, each section set marked ``origin``."""
+    changed = {
+        section: replace(getattr(thresholds, section), **dict(values), origin=origin) for section, values in overrides
+    }
+    return replace(thresholds, **changed)
 
 
 # ---------------------------------------------------------------- reading and validation
@@ -294,17 +297,13 @@ def _section_values(reader: _Reader, section: str, data: Any, path: str) -> tupl
     return tuple(values)
 
 
-def _where(reader: _Reader, data: Any, path: str) -> Where:
-    return parse_where(data, path, reader.fail)
-
-
-def _thresholds(reader: _Reader, data: Any, path: str, origin: str) -> Thresholds:
-    body = reader.mapping(data if data is not None else {}, path, SECTIONS)
-    resolved = Thresholds()
-    for section, raw in body.items():
-        values = _section_values(reader, section, raw, _join(path, section))
-        resolved = replace(resolved, **{section: replace(getattr(resolved, section), **dict(values), origin=origin)})
-    return resolved
+def _overrides(reader: _Reader, body: dict[str, Any], path: str) -> _Overrides:
+    """The validated values of each section in ``body`` (a rule's ``where`` aside)."""
+    return tuple(
+        (section, _section_values(reader, section, raw, _join(path, section)))
+        for section, raw in body.items()
+        if section != "where"
+    )
 
 
 def rules_from_dict(data: Any, source: str = "<rules>") -> Rules:
@@ -312,23 +311,16 @@ def rules_from_dict(data: Any, source: str = "<rules>") -> Rules:
     reader = _Reader(source)
     name = Path(source).name
     body = reader.mapping(data if data is not None else {}, "", ("defaults", "rules", "ignore"))
-    defaults = _thresholds(reader, body.get("defaults"), "defaults", origin=f"{name}:defaults")
+    raw_defaults = body.get("defaults")
+    defaults_body = reader.mapping(raw_defaults if raw_defaults is not None else {}, "defaults", SECTIONS)
+    defaults = _overridden(Thresholds(), _overrides(reader, defaults_body, "defaults"), f"{name}:defaults")
     rules = []
     for i, entry in enumerate(reader.listing(body.get("rules"), "rules")):
         path = f"rules[{i}]"
         entry = reader.mapping(entry, path, ("where",) + SECTIONS)
-        overrides = tuple(
-            (section, _section_values(reader, section, raw, _join(path, section)))
-            for section, raw in entry.items()
-            if section != "where"
-        )
-        rules.append(
-            Rule(
-                where=_where(reader, entry.get("where"), _join(path, "where")),
-                overrides=overrides,
-                origin=f"{name}:{path}",
-            )
-        )
+        overrides = _overrides(reader, entry, path)
+        where = parse_where(entry.get("where"), _join(path, "where"), reader.fail)
+        rules.append(Rule(where=where, overrides=overrides, origin=f"{name}:{path}"))
     ignore = []
     for i, entry in enumerate(reader.listing(body.get("ignore"), "ignore")):
         path = f"ignore[{i}]"
@@ -340,7 +332,7 @@ def rules_from_dict(data: Any, source: str = "<rules>") -> Rules:
             raise reader.fail(
                 path, f"an ignore entry needs at least one of {', '.join(WHERE_KEYS)} (it would ignore every case)"
             )
-        ignore.append(Ignore(where=_where(reader, entry, path), reason=reason, origin=f"{name}:{path}"))
+        ignore.append(Ignore(where=parse_where(entry, path, reader.fail), reason=reason, origin=f"{name}:{path}"))
     return Rules(defaults=defaults, rules=tuple(rules), ignore=tuple(ignore), source=str(source))
 
 

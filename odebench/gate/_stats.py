@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import groupby
 
 ALTERNATIVES = ("two-sided", "greater", "less")
 METHODS = ("auto", "exact", "asymptotic")
@@ -54,19 +55,10 @@ def mann_whitney_u(
     ranks, tie_sizes = _midranks(x + y)
     u1 = sum(ranks[:n1]) - n1 * (n1 + 1) / 2
     u2 = n1 * n2 - u1
-    if alternative == "greater":
-        u, factor = u1, 1
-    elif alternative == "less":
-        u, factor = u2, 1
-    else:
-        u, factor = max(u1, u2), 2
+    u, factor = {"greater": (u1, 1), "less": (u2, 1), "two-sided": (max(u1, u2), 2)}[alternative]
     if method == "auto":
-        ties = any(t > 1 for t in tie_sizes)
-        method = "asymptotic" if (n1 > 8 and n2 > 8) or ties else "exact"
-    if method == "exact":
-        p = _exact_sf(n1, n2, math.floor(u))
-    else:
-        p = _normal_sf(u, n1, n2, tie_sizes, continuity)
+        method = "asymptotic" if (n1 > 8 and n2 > 8) or any(t > 1 for t in tie_sizes) else "exact"
+    p = _exact_sf(n1, n2, math.floor(u)) if method == "exact" else _normal_sf(u, n1, n2, tie_sizes, continuity)
     return MannWhitneyResult(statistic=u1, pvalue=min(1.0, max(0.0, p * factor)), method=method)
 
 
@@ -77,39 +69,34 @@ def smallest_pvalue(n1: int, n2: int) -> float:
 
 def _midranks(values: list[float]) -> tuple[list[float], list[int]]:
     """1-based ranks with ties given their average rank, and the size of each tie group."""
-    order = sorted(range(len(values)), key=values.__getitem__)
     ranks = [0.0] * len(values)
-    sizes = []
-    start = 0
-    while start < len(order):
-        stop = start
-        while stop + 1 < len(order) and values[order[stop + 1]] == values[order[start]]:
-            stop += 1
-        for i in order[start : stop + 1]:
-            ranks[i] = (start + stop) / 2 + 1
-        sizes.append(stop - start + 1)
-        start = stop + 1
+    sizes: list[int] = []
+    start = 0  # how many values rank below this tie group
+    for _, group in groupby(sorted(range(len(values)), key=values.__getitem__), key=values.__getitem__):
+        members = list(group)
+        for i in members:
+            ranks[i] = start + (len(members) + 1) / 2
+        sizes.append(len(members))
+        start += len(members)
     return ranks, sizes
 
 
 def _normal_sf(u: float, n1: int, n2: int, tie_sizes: list[int], continuity: bool) -> float:
-    n = n1 + n2
+    n = n1 + n2  # at least 2: both samples hold a value
     tie_term = sum(t**3 - t for t in tie_sizes)
-    variance = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
-    numerator = u - n1 * n2 / 2 - (0.5 if continuity else 0.0)
+    variance = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1)))
     if variance <= 0:
         # Every value tied: no evidence either way.
         return 1.0
-    z = numerator / math.sqrt(variance)
+    z = (u - n1 * n2 / 2 - (0.5 if continuity else 0.0)) / math.sqrt(variance)
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
 def _exact_sf(n1: int, n2: int, u: int) -> float:
     """P(U >= u) under the null, for samples without ties."""
-    counts = _u_counts(min(n1, n2), max(n1, n2))
     if u <= 0:
         return 1.0
-    return sum(counts[u:]) / math.comb(n1 + n2, n1)
+    return sum(_u_counts(min(n1, n2), max(n1, n2))[u:]) / math.comb(n1 + n2, n1)
 
 
 @lru_cache(maxsize=64)
