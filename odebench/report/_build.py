@@ -23,6 +23,7 @@ from ._data import (
     Prepared,
     environment_table,
     failures,
+    figure_file,
     format_tolerance,
     metric_tables,
     points,
@@ -52,7 +53,6 @@ from ._style import assign_styles
 
 REPORT_MD = "report.md"
 REPORT_HTML = "index.html"
-FIGURES = "figures"
 
 PathLike = str | os.PathLike
 
@@ -120,15 +120,8 @@ def write_report(
             reproductions = find_reproductions(prepared)
             figures = [*overview, *draw_figures(stage, pts, styles), *draw_reproductions(stage, reproductions, styles)]
             headline = reproduction_blocks(reproductions, figures)
-            blocks = _document(
-                title,
-                prepared,
-                pts,
-                figures,
-                target_accuracy(run_info, list(prepared.frame["dtype"].dropna().unique())),
-                run_info,
-                headline,
-            )
+            target = target_accuracy(run_info, list(prepared.frame["dtype"].dropna().unique()))
+            blocks = _document(title, prepared, pts, figures, target, run_info, headline)
             (stage / REPORT_MD).write_text(to_markdown(blocks), encoding="utf-8")
             (stage / REPORT_HTML).write_text(to_html(blocks, stage, title, embed=embed), encoding="utf-8")
             publish(folder, stage, [REPORT_MD, REPORT_HTML, *(f.file for f in figures if f.drawn)])
@@ -166,12 +159,10 @@ def _evidence(choice: Choice, problem: str, problem_name: str, drawn: set[str]) 
     numbers = f"{number(choice.time_total_s, 's')}, error {choice.grad_rel_err:.1e}"
     if choice.peak_memory_bytes == choice.peak_memory_bytes:  # not NaN
         numbers += f", {number(choice.peak_memory_bytes, 'B')}"
-    figure = f"{FIGURES}/wp_time_{slug(problem_name)}.png"
-    href = (
-        f"{figure}#{row_anchor(problem, choice.series)}"
-        if figure in drawn
-        else f"#{row_anchor(problem, choice.series)}"
-    )
+    figure = figure_file("wp_time", problem_name)
+    href = f"#{row_anchor(problem, choice.series)}"
+    if figure in drawn:
+        href = figure + href
     return f"{code(choice.series)} at rtol={format_tolerance(choice.rtol)} ([{numbers}]({href}))"
 
 
@@ -334,7 +325,7 @@ def _document(
     figures: list[ReportFigure],
     target: Target,
     run_info: Sequence[tuple[str, Mapping[str, Any]]],
-    reproductions: Sequence[Block] = (),
+    reproductions: Sequence[Block],
 ) -> list[Block]:
     drawn = [f for f in figures if f.drawn]
     drawn_files = {f.file for f in drawn}
@@ -344,8 +335,11 @@ def _document(
     blocks: list[Block] = [Heading(1, escape(title)), Paragraph(_summary(prepared, target))]
     blocks += _precision_note(frame)
 
+    def images(section: str) -> list[Block]:
+        return [_image(f) for f in drawn if f.section == section]
+
     blocks.append(Heading(2, "Overview", "overview"))
-    blocks += [_image(f) for f in drawn if f.section == "overview"]
+    blocks += images("overview")
     recommendations = recommend(pts, groups, target.grad_rel_err)
     blocks.append(Heading(2, "Which method to use", "which-method"))
     if recommendations:
@@ -361,7 +355,7 @@ def _document(
         blocks.append(_recommendation_table(recommendations, names, drawn_files))
     else:
         blocks.append(Paragraph("No case succeeded: there is nothing to recommend."))
-    blocks += [_image(f) for f in drawn if f.section == "overview-cost"]
+    blocks += images("overview-cost")
     blocks += _finding_blocks(groups, drawn_files, len(pts), len(failed))
     blocks.append(_how_to_read())
     blocks += reproductions  # the papers' results reproduced (._headline), where the run holds their data
@@ -369,28 +363,23 @@ def _document(
     tables = {t.problem: t for t in metric_tables(prepared, pts)}
     for problem in sorted(frame["problem"].unique()):
         blocks.append(Heading(2, f"Problem {code(problem)}"))
-        blocks += [_image(f) for f in drawn if f.section == problem]
+        blocks += images(problem)
         for instance in sorted(frame.loc[frame["problem"] == problem, "problem_label"].unique()):
             table = tables[instance]
             anchors = tuple(row_anchor(instance, series) for series in table.values.index)
             blocks.append(Heading(3, f"{code(instance)}: error, time, NFE and memory per tolerance"))
             blocks.append(Table(table.cells(), table.best, "method", row_anchors=anchors))
     for section, heading in (("sweeps", "Memory sweeps"), ("scaling", "Scaling")):
-        images = [_image(f) for f in drawn if f.section == section]
-        if images:
-            blocks += [Heading(2, heading), *images]
+        if shown := images(section):
+            blocks += [Heading(2, heading), *shown]
 
     blocks.append(Heading(2, "Failures", "failures"))
-    if failed.empty:
-        blocks.append(Paragraph("Every case succeeded."))
-    else:
-        blocks.append(Table(failed.set_index("problem"), index_name="problem"))
-    skipped = [f for f in figures if not f.drawn]
-    if skipped:
-        blocks.append(Heading(2, "Figures not drawn"))
-        blocks.append(
-            Bullets(tuple(Item(f"{escape(f.title)} ({code(f.anchor)}): {escape(f.reason)}.") for f in skipped))
-        )
+    blocks.append(
+        Paragraph("Every case succeeded.") if failed.empty else Table(failed.set_index("problem"), index_name="problem")
+    )
+    if skipped := [f for f in figures if not f.drawn]:
+        items = tuple(Item(f"{escape(f.title)} ({code(f.anchor)}): {escape(f.reason)}.") for f in skipped)
+        blocks += [Heading(2, "Figures not drawn"), Bullets(items)]
     environment = environment_table(run_info)
     blocks.append(Heading(2, "Environment"))
     if environment.empty:

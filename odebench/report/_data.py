@@ -138,7 +138,7 @@ def _variant_columns(frame: pd.DataFrame) -> list[str]:
     columns = [c for c in ("dtype", "device") if frame[c].nunique() > 1]
     if frame["run_id"].nunique() > 1:
         # Complementary runs (a suite split in parts) merge; repeated cases stay apart.
-        keys = list(("problem", "problem_params", "method", "method_params", "rtol", "atol", "seed", *columns))
+        keys = ["problem", "problem_params", "method", "method_params", "rtol", "atol", "seed", *columns]
         if frame.duplicated(subset=keys, keep=False).any():
             columns.append("run_id")
     return columns
@@ -297,16 +297,9 @@ def metric_tables(prepared: Prepared, pts: pd.DataFrame) -> list[MetricTable]:
 def failures(prepared: Prepared) -> pd.DataFrame:
     """The cases whose status is not ``ok``, with their reasons."""
     frame = prepared.frame
-    failed = frame[frame["status"] != "ok"]
-    table = pd.DataFrame(
-        {
-            "problem": failed["problem_label"],
-            "method": failed["series"],
-            "rtol": failed["rtol"].map(format_tolerance),
-            "status": failed["status"],
-            "error": failed["error"],
-        }
-    )
+    failed = frame.loc[frame["status"] != "ok", ["problem_label", "series", "rtol", "status", "error"]]
+    table = failed.rename(columns={"problem_label": "problem", "series": "method"})
+    table["rtol"] = table["rtol"].map(format_tolerance)
     return table.sort_values(["problem", "method", "rtol"]).reset_index(drop=True)
 
 
@@ -327,7 +320,7 @@ def describe_environment(info: Mapping[str, Any]) -> dict[str, str]:
     cpu = info.get("cpu")
     gpu = info.get("gpu", "")
     lines = {
-        "suite": _get(info, "suite", "name") if isinstance(suite, Mapping) else suite,
+        "suite": suite.get("name") if isinstance(suite, Mapping) else suite,
         "suite hash": info.get("suite_hash"),
         "odebench": info.get("odebench_version"),
         "commit": f"{str(commit)[:12]}{' (dirty)' if dirty else ''}" if commit else None,

@@ -7,6 +7,7 @@ data cannot support is not drawn; it is returned with the reason instead.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image  # a dependency of matplotlib
 
 from ._data import MIB, Sweep, figure_file, format_tolerance, sweeps
 from ._findings import TOLERANCE_FACTOR, low_precision_floors
@@ -172,15 +174,8 @@ def _fit_legend(fig: Figure, legend, panels_width: float) -> None:
 def save_png(fig, path: Path) -> None:
     """Save as a 256-colour palette PNG: line plots lose nothing visible and the file
     shrinks about threefold (reports get committed and embedded)."""
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=DPI, format="png")
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - matplotlib depends on Pillow
-        path.write_bytes(buffer.getvalue())
-        return
     buffer.seek(0)
     with Image.open(buffer) as image:
         image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)

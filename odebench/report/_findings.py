@@ -9,6 +9,7 @@ read" note. A clean run yields no finding.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from .. import _verdicts as verdicts
 from .._verdicts import ERROR_FLOOR
-from ..backends import STABLE_FAMILIES
+from ..backends import FIXED_STEP, REVERSIBLE, STABLE_FAMILIES
 from ._data import (
     MIB,
     figure_file,
@@ -181,8 +182,6 @@ def _finding(
 
 def _adaptive(pts: pd.DataFrame) -> pd.DataFrame:
     """The points of adaptive solves: a fixed-step solver ignores rtol by design."""
-    from ..backends import FIXED_STEP, REVERSIBLE
-
     return pts[~pts["solver"].isin(FIXED_STEP + REVERSIBLE)]
 
 
@@ -200,8 +199,7 @@ def _tolerance(pts: pd.DataFrame) -> Iterator[Finding]:
                 f"gradient error up to {_sci(ratio[worst])}x its tolerance "
                 f"({_sci(far.at[worst, 'grad_rel_err'])} at rtol={format_tolerance(far.at[worst, 'rtol'])})"
             )
-        plateau = _plateau(group)
-        if plateau:
+        if plateau := _plateau(group):
             evidence.append(plateau)
             summary.append("the error stops falling as the tolerance tightens (plateau)")
         if summary:
@@ -232,15 +230,15 @@ def _consistency(pts: pd.DataFrame) -> Iterator[Finding]:
         evidence, worst = [], (0.0, "")
         for row in group[group["consistency_err"].notna()].itertuples():
             own = discrete.get((row.problem_label, row.consistency_method, row.solver, row.rtol, row.dtype), math.nan)
-            bound = max(row.tol_eff, 0.0 if math.isnan(own) else own)
-            if verdicts.adjoint_inconsistent(row.consistency_err, row.tol_eff, None if math.isnan(own) else own):
-                versus = f", {row.consistency_method} error {_sci(own)}" if not math.isnan(own) else ""
+            own = None if math.isnan(own) else own
+            if verdicts.adjoint_inconsistent(row.consistency_err, row.tol_eff, own):
+                versus = f", {row.consistency_method} error {_sci(own)}" if own is not None else ""
                 line = (
                     f"rtol={format_tolerance(row.rtol)}: consistency_err {_sci(row.consistency_err)} "
                     f"vs effective tolerance {_sci(row.tol_eff)}{versus}"
                 )
                 evidence.append(line)
-                worst = max(worst, (row.consistency_err / bound, line))
+                worst = max(worst, (row.consistency_err / max(row.tol_eff, own or 0.0), line))
         if evidence:
             summary = (
                 f"disagrees with discrete backprop of the same solve by up to {_sci(worst[0])}x the solver's own "
@@ -259,10 +257,11 @@ def _unstable_backward(pts: pd.DataFrame) -> Iterator[Finding]:
             if key not in best.index:
                 continue
             ref = best.loc[key]
-            if row.grad_rel_err > UNSTABLE_FACTOR * max(ref["grad_rel_err"], row.tol_eff):
+            bound = max(ref["grad_rel_err"], row.tol_eff)
+            if row.grad_rel_err > UNSTABLE_FACTOR * bound:
                 errors.append(row.grad_rel_err)
                 references.append(ref["grad_rel_err"])
-                ratios.append(row.grad_rel_err / max(ref["grad_rel_err"], row.tol_eff))
+                ratios.append(row.grad_rel_err / bound)
                 evidence.append(
                     f"rtol={format_tolerance(row.rtol)}: error {_sci(row.grad_rel_err)} vs "
                     f"{_sci(ref['grad_rel_err'])} for {ref['series']}"
@@ -411,14 +410,13 @@ def group_findings(findings: list[Finding], pts: pd.DataFrame) -> list[FindingGr
 
     ``pts`` (the points the findings came from) tells which methods ran on each problem.
     """
-    contenders = _contenders(pts) if not pts.empty else pts
-    ran = {problem: set(rows["series"]) for problem, rows in contenders.groupby("problem_label")} if len(pts) else {}
+    ran = {problem: set(rows["series"]) for problem, rows in _contenders(pts).groupby("problem_label")}
     order = list(KINDS)
+    by_key: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for finding in sorted(findings, key=lambda f: (f.problem, order.index(f.kind))):
+        by_key[(finding.problem, finding.kind)].append(finding)
     groups = []
-    by_key: dict[tuple[str, str], list[Finding]] = {}
-    for finding in findings:
-        by_key.setdefault((finding.problem, finding.kind), []).append(finding)
-    for (problem, kind), members in sorted(by_key.items(), key=lambda item: (item[0][0], order.index(item[0][1]))):
+    for (problem, kind), members in by_key.items():
         methods = ran.get(problem, set())
         sharing = {f.method for f in findings if f.problem == problem and (f.kind == kind or kind in f.absorbed)}
         of_problem = kind in _PER_INSTANCE and len(methods) > 1 and methods <= sharing

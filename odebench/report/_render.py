@@ -15,7 +15,7 @@ import base64
 import hashlib
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -90,7 +90,7 @@ class Image:
 class Details:
     kind: ClassVar[str] = "details"
     summary: str
-    blocks: tuple = field(default_factory=tuple)
+    blocks: tuple = ()
 
 
 Block = Heading | Paragraph | Bullets | Table | Image | Details
@@ -115,17 +115,10 @@ def allowed_link(url: str) -> bool:
 def _page_target(href: str, anchors: dict[str, str]) -> str:
     """A link to a figure file jumps to the figure on the page; ``file#id`` jumps to ``id`` (a table row)."""
     path, _, fragment = href.partition("#")
-    if path in anchors:
-        return f"#{fragment or anchors[path]}"
-    return href
+    return f"#{fragment or anchors[path]}" if path in anchors else href
 
 
 # --- markdown -----------------------------------------------------------------------------
-
-
-def _md_cell(text: object) -> str:
-    """Plain table text as markdown shows it literally (error messages may hold ``|``, ``<`` or newlines)."""
-    return escape(text)
 
 
 def _md_inline_cell(text: str) -> str:
@@ -137,15 +130,11 @@ def markdown_table(table: Table) -> str:
     """A GitHub pipe table; the index becomes the first column."""
     cells = table.cells
     header = [table.index_name or (cells.index.name or "")] + [str(c) for c in cells.columns]
-    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    show = _md_inline_cell if table.inline else _md_cell
+    lines = ["| " + " | ".join(escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    # Plain text is escaped to read literally (error messages may hold ``|``, ``<`` or newlines).
+    show = _md_inline_cell if table.inline else escape
     for i, (name, row) in enumerate(cells.iterrows()):
-        values = []
-        for j, value in enumerate(row):
-            text = show(str(value))
-            if table.is_best(i, j):
-                text = f"**{text}**"
-            values.append(text)
+        values = [f"**{show(str(v))}**" if table.is_best(i, j) else show(str(v)) for j, v in enumerate(row)]
         lines.append("| " + " | ".join([show(str(name))] + values) + " |")
     return "\n".join(lines)
 
@@ -232,12 +221,9 @@ def _table_rows(table: Table, anchors: dict[str, str]) -> list[dict[str, Any]]:
     for i, (name, row) in enumerate(table.cells.iterrows()):
         cells = [{"text": show(str(name)), "classes": ""}]
         for j, value in enumerate(row):
-            classes = [
-                c
-                for c, on in (("num", table.best is not None and _is_number(value)), ("best", table.is_best(i, j)))
-                if on
-            ]
-            cells.append({"text": show(str(value)), "classes": " ".join(classes)})
+            numeric = table.best is not None and _is_number(value)
+            classes = " ".join(c for c, on in (("num", numeric), ("best", table.is_best(i, j))) if on)
+            cells.append({"text": show(str(value)), "classes": classes})
         anchor = table.row_anchors[i] if i < len(table.row_anchors) else ""
         rows.append({"id": anchor, "cells": cells})
     return rows
