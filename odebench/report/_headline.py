@@ -111,34 +111,25 @@ def cases(prepared: Prepared) -> pd.DataFrame:
     (NaN for adaptive solvers).
     """
     frame = prepared.frame.copy()
-    fixed = frame["solver"].isin(FIXED)
-    frame.loc[fixed, ["rtol", "atol"]] = math.nan
-    for column in _METRICS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    frame.loc[frame["solver"].isin(FIXED), ["rtol", "atol"]] = math.nan
+    metrics, keys = list(_METRICS), list(_KEYS)
+    frame[metrics] = frame[metrics].apply(pd.to_numeric, errors="coerce").astype("float64")
     frame["ok"] = frame["status"] == "ok"
-    keys = list(_KEYS)
     grouped = frame.groupby(keys, sort=True, dropna=False)
-    ok = frame[frame["ok"]].groupby(keys, sort=True, dropna=False)[list(_METRICS)].median()
-    sizes = grouped[["n_params", "n_state"]].max().add_suffix("_any")
-    first = grouped[["status", "error", "consistency_method"]].first()
-    any_ok = grouped["ok"].any()
-    out = first.join(ok, how="left").join(sizes)
-    out["status"] = np.where(any_ok, "ok", out["status"])
-    for column in ("n_params", "n_state"):
-        out[column] = out[column].fillna(out[f"{column}_any"])
-        del out[f"{column}_any"]
+    ok = frame[frame["ok"]].groupby(keys, sort=True, dropna=False)[metrics].median()
+    out = grouped[["status", "error", "consistency_method"]].first().join(ok, how="left")
+    out["status"] = np.where(grouped["ok"].any(), "ok", out["status"])
+    # A case that never succeeded still has its sizes.
+    sizes = grouped[["n_params", "n_state"]].max()
+    out[sizes.columns] = out[sizes.columns].fillna(sizes)
     out = out.reset_index()
-    out["params"] = [parse_params(text, "problem_params") for text in _first_params(frame, out)]
+    by_label = dict(zip(frame["problem_label"], frame["problem_params"]))
+    out["params"] = [parse_params(by_label[p], "problem_params") for p in out["problem_label"]]
     out["mparams"] = [parse_params(text, "method_params") for text in out["method_params"]]
     out["n_steps"] = [
         float(p.get("n_steps", 100)) if s in FIXED else math.nan for p, s in zip(out["mparams"], out["solver"])
     ]
     return out
-
-
-def _first_params(frame: pd.DataFrame, out: pd.DataFrame) -> list[str]:
-    by_label = dict(zip(frame["problem_label"], frame["problem_params"]))
-    return [by_label[p] for p in out["problem_label"]]
 
 
 def _ok(rows: pd.DataFrame) -> pd.DataFrame:
@@ -218,8 +209,7 @@ def forward_vs_reverse(table: pd.DataFrame) -> Reproduction | None:
     """The crossover section, or None without forward and reverse times on two problems."""
     adaptive = table[~table["solver"].isin(FIXED)]
     rows = adaptive[adaptive["method"].isin(FORWARD_METHODS + REVERSE_METHODS)]
-    forward_ok = _ok(rows[rows["method"].isin(FORWARD_METHODS)])
-    setting = _setting(forward_ok)
+    setting = _setting(rows[rows["method"].isin(FORWARD_METHODS)])
     if setting is None:
         return None
     rows = _at(rows, setting)
@@ -231,29 +221,17 @@ def forward_vs_reverse(table: pd.DataFrame) -> Reproduction | None:
         if good.empty:
             continue
         errors = good["grad_rel_err"]
-        floor = errors.min() if errors.notna().any() else math.nan
-        contenders = good[~(errors > CONTENDER_SPREAD * floor)] if floor == floor else good
+        contenders = good[~(errors > CONTENDER_SPREAD * errors.min())]  # with no error known, every one contends
         plotted.append(contenders)
-        best = {}
+        entry = {"problem": problem, "n_params": float(sub["n_params"].max())}
         for kind, names in (("forward", FORWARD_METHODS), ("reverse", REVERSE_METHODS)):
             mine = contenders[contenders["method"].isin(names)]
-            best[kind] = mine.loc[mine["time_total_s"].idxmin()] if not mine.empty else None
-        notes = {}
-        for kind, names in (("forward", FORWARD_METHODS), ("reverse", REVERSE_METHODS)):
+            entry[kind] = mine.loc[mine["time_total_s"].idxmin()] if not mine.empty else None
             if good["method"].isin(names).any():
-                notes[kind] = f"error above {CONTENDER_SPREAD:g}x the best"
+                entry[f"{kind}_note"] = f"error above {CONTENDER_SPREAD:g}x the best"
             else:
-                notes[kind] = _status_note(sub[sub["method"].isin(names)])
-        per_problem.append(
-            {
-                "problem": problem,
-                "n_params": float(sub["n_params"].max()),
-                "forward": best["forward"],
-                "reverse": best["reverse"],
-                "forward_note": notes["forward"],
-                "reverse_note": notes["reverse"],
-            }
-        )
+                entry[f"{kind}_note"] = _status_note(sub[sub["method"].isin(names)])
+        per_problem.append(entry)
     per_problem.sort(key=lambda p: (p["n_params"], p["problem"]))
     both = [p for p in per_problem if p["forward"] is not None and p["reverse"] is not None]
     if len(both) < 2:
@@ -261,20 +239,20 @@ def forward_vs_reverse(table: pd.DataFrame) -> Reproduction | None:
 
     cells = {}
     for p in per_problem:
-        f, r = p["forward"], p["reverse"]
-        ratio = _ratio(r["time_total_s"], f["time_total_s"]) if f is not None and r is not None else math.nan
-        cells[p["problem"]] = {
-            "n_params": f"{p['n_params']:.0f}",
-            "fastest forward": f["series"] if f is not None else p["forward_note"],
-            "forward time": _ms(f["time_total_s"]) if f is not None else "—",
-            "fastest reverse": r["series"] if r is not None else p["reverse_note"],
-            "reverse time": _ms(r["time_total_s"]) if r is not None else "—",
-            "reverse / forward": _x(ratio),
-            "faster": ("reverse" if ratio < 1 else "forward") if ratio == ratio else "—",
-        }
+        cell, times = {"n_params": f"{p['n_params']:.0f}"}, {}
+        for kind in ("forward", "reverse"):
+            best = p[kind]
+            times[kind] = best["time_total_s"] if best is not None else math.nan
+            cell[f"fastest {kind}"] = best["series"] if best is not None else p[f"{kind}_note"]
+            cell[f"{kind} time"] = _ms(times[kind])
+        ratio = _ratio(times["reverse"], times["forward"])
+        cell["reverse / forward"] = _x(ratio)
+        cell["faster"] = ("reverse" if ratio < 1 else "forward") if ratio == ratio else "—"
+        cells[p["problem"]] = cell
     cells_frame = pd.DataFrame.from_dict(cells, orient="index")
 
     wins = [p["reverse"]["time_total_s"] < p["forward"]["time_total_s"] for p in both]
+    ratios = [p["reverse"]["time_total_s"] / p["forward"]["time_total_s"] for p in both]
     facts: dict[str, Any] = {"setting": setting, "compared": [p["n_params"] for p in both]}
 
     def pair(p: dict) -> str:
@@ -309,10 +287,8 @@ def forward_vs_reverse(table: pd.DataFrame) -> Reproduction | None:
         again = [p for p, w in zip(both[i + 1 :], wins[i + 1 :]) if not w]
         if again:
             facts["forward_again"] = [p["n_params"] for p in again]
-            conclusion += " Forward mode is the faster again at n_params = " + _listed(
-                [f"{p['n_params']:.0f}" for p in again]
-            )
-            conclusion += "."
+            again_at = _listed([f"{p['n_params']:.0f}" for p in again])
+            conclusion += f" Forward mode is the faster again at n_params = {again_at}."
     largest = per_problem[-1]
     if largest["forward"] is None and largest["reverse"] is not None:
         conclusion += (
@@ -339,12 +315,7 @@ def forward_vs_reverse(table: pd.DataFrame) -> Reproduction | None:
         plot={
             "points": pd.concat(plotted),
             "crossover": facts.get("crossover"),
-            "ratios": pd.DataFrame(
-                {
-                    "n_params": [p["n_params"] for p in both],
-                    "ratio": [p["reverse"]["time_total_s"] / p["forward"]["time_total_s"] for p in both],
-                }
-            ),
+            "ratios": pd.DataFrame({"n_params": facts["compared"], "ratio": ratios}),
         },
     )
 
@@ -362,17 +333,15 @@ def _crossover_facts(at: dict) -> dict[str, Any]:
 # --- 2. the symplectic adjoint (Matsubara et al. 2021) ---------------------------------------------
 
 
-def _line_label(row: pd.Series) -> str:
-    return label(row["method"], {k: v for k, v in row["mparams"].items() if k != "n_steps"})
-
-
 def symplectic_adjoint(table: pd.DataFrame) -> Reproduction | None:
     """Memory, time and agreement with backprop against the step count, or None without fixed-step
     backprop and symplectic cases of the same problem and solver."""
     fixed = table[table["n_steps"].notna()].copy()
     if fixed.empty:
         return None
-    fixed["line"] = [_line_label(row) for _, row in fixed.iterrows()]
+    fixed["line"] = [
+        label(m, {k: v for k, v in p.items() if k != "n_steps"}) for m, p in zip(fixed["method"], fixed["mparams"])
+    ]
     ok = _ok(fixed)
     pairs = ok[ok["method"].isin((BACKPROP, SYMPLECTIC))]
     keyed = pairs.groupby(["problem_label", "solver", "n_steps"])["method"].nunique()
@@ -381,9 +350,7 @@ def symplectic_adjoint(table: pd.DataFrame) -> Reproduction | None:
         return None
     # The problem with the most step counts of both; ties go to the largest (memory shows best there).
     candidates = keyed.reset_index().groupby(["problem_label", "solver"]).size().reset_index(name="n")
-    candidates["n_params"] = [
-        float(fixed.loc[fixed["problem_label"] == p, "n_params"].max()) for p in candidates["problem_label"]
-    ]
+    candidates["n_params"] = candidates["problem_label"].map(fixed.groupby("problem_label")["n_params"].max())
     candidates = candidates.sort_values(["n", "n_params", "problem_label"], ascending=[False, False, True])
     problem, solver = candidates.iloc[0]["problem_label"], candidates.iloc[0]["solver"]
     rows = fixed[fixed["problem_label"] == problem]
@@ -398,25 +365,25 @@ def symplectic_adjoint(table: pd.DataFrame) -> Reproduction | None:
     cells = {}
     facts: dict[str, Any] = {"problem": problem, "solver": solver, "n_steps": top}
     for _, row in at_top.sort_values(["method", "line"]).iterrows():
-        ok_row = row["status"] == "ok"
-        memory = row["peak_memory_bytes"] if ok_row else math.nan
-        time = row["time_total_s"] if ok_row else math.nan
+        # A case that never succeeded has no numbers (NaN): its status stands in their place.
+        failed = None if row["status"] == "ok" else row["status"]
         is_base = row["method"] == BACKPROP and row["solver"] == solver
-        agreement = math.nan if is_base else (row["consistency_err"] if ok_row else math.nan)
-        memory_ratio, time_ratio = _ratio(memory, base["peak_memory_bytes"]), _ratio(time, base["time_total_s"])
+        agreement = math.nan if is_base else row["consistency_err"]
+        memory_ratio = _ratio(row["peak_memory_bytes"], base["peak_memory_bytes"])
+        time_ratio = _ratio(row["time_total_s"], base["time_total_s"])
         cells[row["line"]] = {
-            "peak memory": _mib(memory) if ok_row else row["status"],
+            "peak memory": failed or _mib(row["peak_memory_bytes"]),
             "memory / backprop": _x(memory_ratio),
-            "time": _ms(time) if ok_row else row["status"],
+            "time": failed or _ms(row["time_total_s"]),
             "time / backprop": _x(time_ratio),
-            "difference from backprop": "—" if is_base else (_sci(agreement) if ok_row else row["status"]),
-            "error vs reference": _sci(row["grad_rel_err"]) if ok_row else row["status"],
+            "difference from backprop": "—" if is_base else failed or _sci(agreement),
+            "error vs reference": failed or _sci(row["grad_rel_err"]),
         }
         if row["method"] == SYMPLECTIC and row["solver"] == solver:
             facts.update(memory_ratio=memory_ratio, time_ratio=time_ratio, agreement=agreement)
     cells_frame = pd.DataFrame.from_dict(cells, orient="index")
 
-    agreement = facts.get("agreement", math.nan)
+    agreement = facts["agreement"]
     verdict = "unknown against" if agreement != agreement else "within" if agreement <= EXACT_AGREEMENT else "outside"
     conclusion = (
         f"At {top:.0f} {solver} steps on {code(problem)} the symplectic adjoint's gradient differs from backprop's "
@@ -469,11 +436,8 @@ def seminorms(table: pd.DataFrame) -> Reproduction | None:
         return None
     rows["seminorm"] = [p["seminorm"] for p in rows["mparams"]]
     # The method without its seminorm flag, and without parameters every such method shares (the solver).
-    values: dict[str, set[str]] = {}
-    for p in rows["mparams"]:
-        for k, v in p.items():
-            values.setdefault(k, set()).add(repr(v))
-    shared = {k for k, v in values.items() if len(v) == 1 and all(k in p for p in rows["mparams"])}
+    first, *others = rows["mparams"]
+    shared = {k for k, v in first.items() if all(k in p and repr(p[k]) == repr(v) for p in others)}
     rows["base"] = [
         label(m, {k: v for k, v in p.items() if k != "seminorm" and k not in shared})
         for m, p in zip(rows["method"], rows["mparams"])
@@ -482,13 +446,15 @@ def seminorms(table: pd.DataFrame) -> Reproduction | None:
     best = _ok(table).groupby(["problem_label", "rtol", "atol", "dtype"])["grad_rel_err"].min()
     pairs = []
     unstable = unknown = 0
-    for key, sub in rows.groupby(["problem_label", "base", "rtol", "atol", "dtype"], sort=True):
-        off, on = sub[~sub["seminorm"]], sub[sub["seminorm"]]
-        if off.empty or on.empty or (off["status"] != "ok").all() or (on["status"] != "ok").all():
+    for (problem, method, rtol, atol, dtype), sub in rows.groupby(
+        ["problem_label", "base", "rtol", "atol", "dtype"], sort=True
+    ):
+        off, on = _ok(sub[~sub["seminorm"]]), _ok(sub[sub["seminorm"]])
+        if off.empty or on.empty:
             continue
-        off, on = _ok(off).iloc[0], _ok(on).iloc[0]
-        floor = best.get((key[0], key[2], key[3], key[4]), math.nan)
-        limit = UNSTABLE_FACTOR * max(floor, key[2]) if floor == floor else math.inf
+        off, on = off.iloc[0], on.iloc[0]
+        floor = best.get((problem, rtol, atol, dtype), math.nan)
+        limit = UNSTABLE_FACTOR * max(floor, rtol) if floor == floor else math.inf
         errors = (off["grad_rel_err"], on["grad_rel_err"])
         if not all(e == e for e in errors):
             unknown += 1  # a saving on a gradient of unknown accuracy proves nothing
@@ -500,12 +466,12 @@ def seminorms(table: pd.DataFrame) -> Reproduction | None:
         saving = 100.0 * (1.0 - with_ / without) if without > 0 else math.nan
         pairs.append(
             {
-                "problem": key[0],
+                "problem": problem,
                 "name": off["problem"],
                 "params": off["params"],
-                "method": key[1],
-                "rtol": key[2],
-                "atol": key[3],
+                "method": method,
+                "rtol": rtol,
+                "atol": atol,
                 "without": without,
                 "with": with_,
                 "saving": saving,
@@ -530,10 +496,7 @@ def seminorms(table: pd.DataFrame) -> Reproduction | None:
     facts: dict[str, Any] = {"pairs": found, "saves": int(saves.sum())}
 
     def where(sub: pd.DataFrame) -> list[str]:
-        settings = dict.fromkeys(
-            f"{code(p)} at {_tol((r, a))}" for p, r, a in zip(sub["problem"], sub["rtol"], sub["atol"])
-        )
-        return list(settings)
+        return list(dict.fromkeys(f"{code(p)} at {t}" for p, t in zip(sub["problem"], sub["tolerance"])))
 
     if not saves.any():
         conclusion = (
@@ -550,23 +513,20 @@ def seminorms(table: pd.DataFrame) -> Reproduction | None:
             reasons = []
             if loose.any() and not (saves & loose).any():
                 reasons.append("wherever atol ≥ rtol")
-            problems_never = [
-                p for p, sub in found.groupby("problem", sort=False) if not (sub["saving"] >= SEMINORM_MIN_SAVING).any()
-            ]
+            saves_there = saves.groupby(found["problem"], sort=False).any()
+            problems_never = list(saves_there.index[~saves_there])
             if problems_never:
                 reasons.append(f"on {_listed([code(p) for p in problems_never], limit=8)} at every tolerance")
             facts["vanishes"] = reasons
-            if reasons:
-                conclusion += f" It vanishes (under {SEMINORM_MIN_SAVING:g}%) " + " and ".join(reasons) + "."
-            else:
-                conclusion += f" It vanishes (under {SEMINORM_MIN_SAVING:g}%) on {_listed(where(miss))}."
+            where_not = " and ".join(reasons) if reasons else f"on {_listed(where(miss))}"
+            conclusion += f" It vanishes (under {SEMINORM_MIN_SAVING:g}%) {where_not}."
     costs = found[found["saving"] <= -SEMINORM_MIN_SAVING]
     if not costs.empty:
         facts["costs"] = costs
         worst = costs.loc[costs["saving"].idxmin()]
         conclusion += (
             f" It adds backward NFE in {len(costs)} case(s), at worst {_percent(-worst['saving'])} more "
-            f"({code(worst['method'])} on {code(worst['problem'])} at {_tol((worst['rtol'], worst['atol']))})."
+            f"({code(worst['method'])} on {code(worst['problem'])} at {worst['tolerance']})."
         )
     note = (
         "Backward NFE of the same method and tolerance without and with `seminorm: true` "
@@ -616,13 +576,10 @@ def _short_labels(found: pd.DataFrame, table: pd.DataFrame) -> list[str]:
 
 def _pick_series(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method, its adaptive series; a method with only fixed-step ones keeps its largest step count."""
-    keep = []
-    for _, sub in rows.groupby("method", sort=True):
-        adaptive = sub[sub["n_steps"].isna()]
-        if not adaptive.empty:
-            keep.append(adaptive)
-        else:
-            keep.append(sub[sub["n_steps"] == sub["n_steps"].max()])
+    keep = [
+        sub[sub["n_steps"].isna()] if sub["n_steps"].isna().any() else sub[sub["n_steps"] == sub["n_steps"].max()]
+        for _, sub in rows.groupby("method", sort=True)
+    ]
     return pd.concat(keep) if keep else rows.iloc[:0]
 
 
@@ -637,8 +594,7 @@ def stability(table: pd.DataFrame) -> Reproduction | None:
         floor = floors.get((row["problem_label"], row["rtol"], row["atol"], row["dtype"]), math.nan)
         if floor != floor:
             continue  # nothing stable to compare with
-        bad = row["status"] != "ok" or row["grad_rel_err"] > UNSTABLE_FACTOR * max(floor, row["rtol"])
-        if bad:
+        if row["status"] != "ok" or row["grad_rel_err"] > UNSTABLE_FACTOR * max(floor, row["rtol"]):
             broken.add(row["problem"])
     if not broken:
         return None
@@ -662,21 +618,18 @@ def stability(table: pd.DataFrame) -> Reproduction | None:
                 line[instance] = "—"
                 continue
             case = case.iloc[0]
-            if case["status"] != "ok":
-                line[instance] = f"{case['status']} ✗"
-                right[instance] = False
-            else:
-                good = bool(case["grad_rel_err"] <= limit)
-                line[instance] = f"{case['grad_rel_err']:.1e} {'✓' if good else '✗'}"
-                right[instance] = good
+            ok_case = case["status"] == "ok"
+            right[instance] = ok_case and bool(case["grad_rel_err"] <= limit)
+            shown = f"{case['grad_rel_err']:.1e}" if ok_case else case["status"]
+            line[instance] = f"{shown} {'✓' if right[instance] else '✗'}"
         line["right on"] = f"{sum(right.values())}/{len(right)}"
         cells[series] = line
-        verdicts[series] = (right, sub.iloc[0]["family"])
+        verdicts[series] = right
     cells_frame = pd.DataFrame.from_dict(cells, orient="index")
 
-    always = [s for s, (r, _) in verdicts.items() if r and all(r.values())]
-    wrong = {s: [i for i, good in r.items() if not good] for s, (r, _) in verdicts.items() if r and not all(r.values())}
-    family = {s: f for s, (_, f) in verdicts.items()}
+    always = [s for s, r in verdicts.items() if r and all(r.values())]
+    wrong = {s: [i for i, good in r.items() if not good] for s, r in verdicts.items() if r and not all(r.values())}
+    family = dict(zip(rows["series"], rows["family"]))
 
     def worst(series: str) -> str:
         sub = rows[(rows["series"] == series) & rows["problem_label"].isin(wrong[series])]
@@ -692,10 +645,9 @@ def stability(table: pd.DataFrame) -> Reproduction | None:
     )
     if wrong:
         groups = []
-        for kind in ("backsolve", None):
-            mine = [s for s in wrong if (family[s] == "backsolve") == (kind == "backsolve")]
+        for what, backsolve in (("backsolve-type", True), ("other", False)):
+            mine = [s for s in wrong if (family[s] == "backsolve") == backsolve]
             if mine:
-                what = "backsolve-type" if kind else "other"
                 groups.append(
                     f"{what}: "
                     + "; ".join(f"{code(s)} on {_listed([code(i) for i in wrong[s]])} ({worst(s)})" for s in mine)
@@ -715,8 +667,7 @@ def stability(table: pd.DataFrame) -> Reproduction | None:
         note=(
             f"Every problem on which a backsolve-type method's error exceeds {UNSTABLE_FACTOR:g}x the best stored or "
             f"discrete method's (or it did not finish), with all its instances; at {_tol(setting)}. Fixed-step methods "
-            "appear at their largest step count. ✓: error ≤ "
-            f"{TOLERANCE_FACTOR:g} x rtol."
+            f"appear at their largest step count. ✓: error ≤ {TOLERANCE_FACTOR:g} x rtol."
         ),
         facts=facts,
         plot={"rows": rows, "instances": instances, "limit": limit, "rtol": rtol},
@@ -782,10 +733,9 @@ def _draw_forward_vs_reverse(fig: Figure, found: Reproduction, styles: dict[str,
     low, high = float(ratios["ratio"].min()), float(ratios["ratio"].max())
     ratio_ax.set_ylim(min(low, 0.5) / 2, max(high, 2.0) * 2)
     crossover = found.plot["crossover"]
-    for axes in (ax, ratio_ax):
-        if crossover is not None:
-            axes.axvline(crossover, color="0.4", linewidth=0.9, linestyle="--")
     if crossover is not None:
+        for axes in (ax, ratio_ax):
+            axes.axvline(crossover, color="0.4", linewidth=0.9, linestyle="--")
         ax.text(crossover, 0.98, f" crossover\n n_params={crossover:.0f}", transform=ax.get_xaxis_transform(),
                 fontsize=7, va="top", color="0.3")  # fmt: skip
     _finish_axes(ax, "number of parameters [count]", "wall time per gradient, median [s]")
@@ -800,7 +750,8 @@ def _draw_symplectic(fig: Figure, found: Reproduction, styles: dict[str, SeriesS
     rows: pd.DataFrame = found.plot["rows"]
     axes = fig.subplots(1, 2)
     lines = sorted(set(rows["line"]))
-    local = assign_styles([(name, rows.loc[rows["line"] == name, "family"].iloc[0]) for name in lines])
+    local = assign_styles(rows.groupby("line")["family"].first().items())
+    ticks = sorted(set(rows["n_steps"]))
     drawn = False
     for ax, (column, scale, ylabel) in zip(
         axes, (("peak_memory_bytes", 1 / MIB, "peak memory [MiB]"), ("time_total_s", 1.0, "wall time per gradient [s]"))
@@ -813,7 +764,6 @@ def _draw_symplectic(fig: Figure, found: Reproduction, styles: dict[str, SeriesS
                 ax.plot(line.loc[keep, "n_steps"], values[keep], **local[name].kwargs(), markersize=5, linewidth=1.2)
                 drawn = True
         _finish_axes(ax, "steps [count]", ylabel)
-        ticks = sorted(set(rows["n_steps"]))
         ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
     _legend(fig, [Line2D([], [], **local[n].kwargs(), markersize=5) for n in lines], lines)
     return drawn
@@ -939,11 +889,8 @@ def reproduction_blocks(found: Sequence[Reproduction], figures: Iterable[ReportF
         figure = drawn.get(section.figure_file)
         if figure is not None:
             blocks.append(Image(figure.file, figure.title, figure.caption, figure.anchor))
-        blocks.append(Table(section.table, index_name=_index_name(section.key)))
+        index_name = "method" if section.key in ("symplectic", "stability") else "problem"
+        blocks.append(Table(section.table, index_name=index_name))
         if section.note:
             blocks.append(Paragraph(section.note))
     return blocks
-
-
-def _index_name(key: str) -> str:
-    return {"symplectic": "method", "seminorm": "problem", "stability": "method"}.get(key, "problem")
