@@ -21,31 +21,6 @@ from typing import Any
 from ._errors import UsageError
 from ._records import IDENTITY_COLUMNS
 
-__all__ = [
-    "IDENTITY_COLUMNS",
-    "PARAMS_COLUMNS",
-    "WHERE_KEYS",
-    "MatchedCases",
-    "ParamsError",
-    "Where",
-    "case_fields",
-    "case_key",
-    "case_label",
-    "change_ratio",
-    "check_params",
-    "identity",
-    "match_cases",
-    "method_label",
-    "number",
-    "params",
-    "parse_params",
-    "parse_where",
-    "problem_key",
-    "problem_label",
-    "setting_label",
-    "value",
-]
-
 Row = Mapping[str, Any]
 CaseKey = tuple
 
@@ -64,9 +39,7 @@ def value(row: Row, column: str) -> Any:
             return None
     except (TypeError, ValueError):
         return None
-    if hasattr(v, "item"):
-        v = v.item()  # numpy scalars
-    return v
+    return v.item() if hasattr(v, "item") else v  # numpy scalars as Python values
 
 
 def number(row: Row, column: str) -> float | None:
@@ -242,9 +215,8 @@ def match_cases(first, second, names: tuple[str, str] = ("baseline", "run")) -> 
 GLOB_KEYS = ("problem", "method", "solver", "backend", "dtype", "device")
 # ... by value (a number or a list of them) ...
 NUMBER_KEYS = ("rtol", "atol", "seed")
-# ... and JSON parameters matched key by key (strings by glob, other values by value).
-PARAMS_KEYS = PARAMS_COLUMNS
-WHERE_KEYS = GLOB_KEYS + NUMBER_KEYS + PARAMS_KEYS
+# ... and JSON parameters (PARAMS_COLUMNS) matched key by key (strings by glob, other values by value).
+WHERE_KEYS = GLOB_KEYS + NUMBER_KEYS + PARAMS_COLUMNS
 
 # Tolerances written in YAML (1.0e-8) and stored as float64 agree to far better than this.
 FLOAT_REL_TOL = 1e-9
@@ -252,10 +224,7 @@ FLOAT_REL_TOL = 1e-9
 
 def case_fields(row: Row) -> dict[str, Any]:
     """What :class:`Where` matches on: the where-key columns, ``*_params`` parsed to dicts."""
-    fields = {column: value(row, column) for column in GLOB_KEYS + NUMBER_KEYS}
-    for column in PARAMS_KEYS:
-        fields[column] = params(row, column)
-    return fields
+    return {c: value(row, c) for c in GLOB_KEYS + NUMBER_KEYS} | {c: params(row, c) for c in PARAMS_COLUMNS}
 
 
 def _scalar_matches(wanted: Any, actual: Any) -> bool:
@@ -269,7 +238,7 @@ def _scalar_matches(wanted: Any, actual: Any) -> bool:
 
 
 def _condition_matches(key: str, wanted: Any, actual: Any) -> bool:
-    if key in PARAMS_KEYS:
+    if key in PARAMS_COLUMNS:
         actual = actual or {}
         return all(name in actual and _scalar_matches(v, actual[name]) for name, v in wanted.items())
     if isinstance(wanted, tuple):
@@ -302,7 +271,7 @@ class Where:
         """A Where from a mapping already checked by :func:`parse_where` (lists become tuples)."""
         return cls(
             tuple(
-                (key, dict(wanted) if key in PARAMS_KEYS else tuple(wanted) if isinstance(wanted, list) else wanted)
+                (key, dict(wanted) if key in PARAMS_COLUMNS else tuple(wanted) if isinstance(wanted, list) else wanted)
                 for key, wanted in mapping.items()
             )
         )
@@ -341,7 +310,7 @@ def parse_where(data: Any, path: str, fail: Callable[[str, str], Exception]) -> 
         sub = f"{path}.{key}"
         if key not in WHERE_KEYS:
             raise fail(sub, f"unknown key; valid keys: {', '.join(WHERE_KEYS)}")
-        if key in PARAMS_KEYS:
+        if key in PARAMS_COLUMNS:
             if not isinstance(raw, Mapping) or not raw:
                 raise fail(sub, f"expected a mapping of parameter names to values; got {_kind(raw)}")
             for name, v in raw.items():

@@ -24,10 +24,8 @@ def number(value: Any, unit: str = "") -> str:
         return value
     if isinstance(value, bool):
         return str(value).lower()
-    if unit == "s":
-        return _seconds(float(value))
-    if unit == "B":
-        return _bytes(float(value))
+    if unit in _UNITS:
+        return _scaled(float(value), unit)
     if isinstance(value, int) or float(value).is_integer() and abs(float(value)) < 1e15:
         return str(int(value))
     return f"{float(value):.3g}"
@@ -42,20 +40,17 @@ def ratio(value: float | None) -> str:
     return f"×{value:.3g}"
 
 
-def _seconds(value: float) -> str:
-    if value == 0:
-        return "0 s"
-    for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {suffix}"
-    return f"{value / 1e-9:.3g} ns"
+# unit -> (scale, suffix) from the largest down; below the last, seconds read as ns and sizes as bytes
+_UNITS = {"s": ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")), "B": ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))}
 
 
-def _bytes(value: float) -> str:
-    for scale, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+def _scaled(value: float, unit: str) -> str:
+    for scale, suffix in _UNITS[unit]:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {suffix}"
-    return f"{int(value)} B"
+    if unit == "B":
+        return f"{int(value)} B"
+    return "0 s" if value == 0 else f"{value / 1e-9:.3g} ns"
 
 
 def cell(text: object) -> str:

@@ -15,18 +15,16 @@ Nothing here imports torch or jax; callers pass what they have.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 
 
 def _status_bytes(key: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
+    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
     return None
 
 

@@ -20,8 +20,6 @@ STATUSES = ("ok", "failed", "timeout", "diverged", "unavailable", "skipped")
 PHASES: tuple[str, ...] = ("forward", "backward")
 WORK_COUNTERS: tuple[str, ...] = tuple(f"{kind}_{phase}" for kind in ("nfe", "steps", "rejected") for phase in PHASES)
 
-# (name, kind): kind is one of "str", "float", "int", "floats" (a list of floats).
-# The order here is the column order of records.parquet.
 #: the stages of a case that get a column of their own (runner/_measure.py times them), with
 #: what each covers as the run summary names it; the rest of ``case_wall_s`` is start-up and
 #: building the problem and the method
@@ -34,6 +32,8 @@ STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("fd_s", "finite differences"),
 )
 
+# (name, kind): kind is one of "str", "float", "int", "floats" (a list of floats).
+# The order here is the column order of records.parquet.
 SCHEMA: tuple[tuple[str, str], ...] = (
     # identity
     ("run_id", "str"),
@@ -220,8 +220,7 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in KINDS})  # the fields, as checked below
 
     def problems(self) -> list[tuple[str, str]]:
         """``(column, why)`` for each field whose value does not fit its column type (see :func:`value_problem`)."""

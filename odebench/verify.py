@@ -101,10 +101,9 @@ def _problem_from_model(model, y0, t, loss, params) -> Problem:
     return Problem.from_torch(model, y0, t, loss, params, name="user")
 
 
-def _gradient(method: Method, problem: Problem, spec: CaseSpec) -> tuple[np.ndarray, Any]:
+def _gradient(method: Method, problem: Problem, spec: CaseSpec) -> np.ndarray:
     prepared = method.prepare(problem, spec)
-    outcome = prepared.outcome(prepared.backward(prepared.forward()))
-    return problem.flat_gradient(outcome.grads), prepared
+    return problem.flat_gradient(prepared.outcome(prepared.backward(prepared.forward())).grads)
 
 
 def _fd_gradient(problem: Problem, n_directions: int | None, seed: int) -> tuple[np.ndarray | None, np.ndarray]:
@@ -229,11 +228,11 @@ def gradcheck(
     tolerance = tolerance if tolerance is not None else max(100 * rtol, 1e-8)
     spec = CaseSpec(rtol=rtol, atol=atol, dtype=dtype, device=device, seed=seed)
 
-    g, _ = _gradient(method, problem, spec)
+    g = _gradient(method, problem, spec)
     reference = reference_gradient(problem, cache=problem.name != "user")
     g_ref = reference.flat
     twin = method.discrete_twin()
-    g_bp = _gradient(twin, problem, spec)[0] if twin is not None else None
+    g_bp = _gradient(twin, problem, spec) if twin is not None else None
     directions, g_fd = _fd_gradient(problem, fd_directions, seed)
     project = (lambda v: v) if directions is None else (lambda v: directions @ v)
 
