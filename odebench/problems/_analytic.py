@@ -68,11 +68,10 @@ def linear(*, dim: int = 4, seed: int = 0, t_end: float = 1.0, n_save: int = 2) 
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((dim, dim)) / np.sqrt(dim) - np.eye(dim)
     y0 = rng.standard_normal(dim)
-    problem = Problem(
+    return with_closed_form(Problem(
         name=name, vector_field=_linear_field, y0=y0, params={"A": A}, t=t, loss=mean_square,
         exact_solution=_linear_solution, stiff=False,
-    )  # fmt: skip
-    return with_closed_form(problem)
+    ))  # fmt: skip
 
 
 def _oscillator_matrix(params: dict[str, Any], xp: Any) -> Any:
@@ -116,12 +115,11 @@ def oscillator(*, omega: float = 1.0, zeta: float = 0.1, t_end: float = 10.0, n_
     zeta = check_float(name, "zeta", zeta, lo=0.0, hi=1e4)
     t = save_times(name, t_end, n_save)
     rate = omega * (zeta + np.sqrt(max(zeta * zeta - 1.0, 0.0)))  # fastest decay rate
-    problem = Problem(
+    return with_closed_form(Problem(
         name=name, vector_field=_oscillator_field, y0=np.array([1.0, 0.0]),
         params={"omega": np.float64(omega), "zeta": np.float64(zeta)}, t=t, loss=mean_square,
         exact_solution=_oscillator_solution, stiff=is_stiff(rate, t[-1]),
-    )  # fmt: skip
-    return with_closed_form(problem)
+    ))  # fmt: skip
 
 
 def _logistic_field(t: float, y: Any, params: dict[str, Any], xp: Any) -> Any:
@@ -155,12 +153,11 @@ def logistic(*, r: float = 1.0, K: float = 1.0, t_end: float = 5.0, n_save: int 
     r = check_float(name, "r", r, lo=-100.0, hi=100.0)
     K = check_float(name, "K", K, lo=0.0, hi=1e6, lo_open=True)
     t = save_times(name, t_end, n_save)
-    problem = Problem(
+    return with_closed_form(Problem(
         name=name, vector_field=_logistic_field, y0=np.array([0.1]),
         params={"r": np.float64(r), "K": np.float64(K)}, t=t, loss=mean_square,
         exact_solution=_logistic_solution, stiff=is_stiff(abs(r), t[-1]),
-    )  # fmt: skip
-    return with_closed_form(problem)
+    ))  # fmt: skip
 
 
 def _stiff_decay_field(t: float, y: Any, params: dict[str, Any], xp: Any) -> Any:
@@ -200,8 +197,7 @@ def stiff_decay(*, k: float = 40.0, t_end: float = 1.0, n_save: int = 2) -> Prob
     name = "stiff_decay"
     k = check_float(name, "k", k, lo=0.0, hi=1e6, lo_open=True)
     t = save_times(name, t_end, n_save)
-    problem = Problem(
+    return with_closed_form(Problem(
         name=name, vector_field=_stiff_decay_field, y0=np.array([1.0, 0.0]), params={"k": np.float64(k)},
         t=t, loss=_stiff_decay_loss, exact_solution=_stiff_decay_solution, stiff=is_stiff(k, t[-1]),
-    )  # fmt: skip
-    return with_closed_form(problem)
+    ))  # fmt: skip

@@ -19,18 +19,19 @@ def _fail(problem: str, name: str, valid: str, value: Any) -> ProblemError:
     return ProblemError(f"problem {problem!r}: parameter {name!r} must be {valid}, got {value!r}")
 
 
-def _bounds(lo: float | None, hi: float | None, lo_open: bool) -> str:
-    parts = []
+def _valid(kind: str, lo: float | None, hi: float | None, lo_open: bool = False) -> str:
+    """``kind`` with its bounds, as the messages say it: ``an integer >= 1 and <= 10``."""
+    bounds = []
     if lo is not None:
-        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+        bounds.append(f"{'>' if lo_open else '>='} {lo:g}")
     if hi is not None:
-        parts.append(f"<= {hi:g}")
-    return " and ".join(parts)
+        bounds.append(f"<= {hi:g}")
+    return f"{kind} {' and '.join(bounds)}" if bounds else kind
 
 
 def check_int(problem: str, name: str, value: Any, *, lo: int | None = None, hi: int | None = None) -> int:
     """An integer in ``[lo, hi]`` (bools and floats are refused: ``dim: 4.5`` is a typo, not 4)."""
-    valid = "an integer" + (" " + _bounds(lo, hi, False) if lo is not None or hi is not None else "")
+    valid = _valid("an integer", lo, hi)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _fail(problem, name, valid, value)
     value = int(value)
@@ -40,25 +41,15 @@ def check_int(problem: str, name: str, value: Any, *, lo: int | None = None, hi:
 
 
 def check_float(
-    problem: str,
-    name: str,
-    value: Any,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
+    problem: str, name: str, value: Any, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False
 ) -> float:
     """A finite real number in ``[lo, hi]``, or ``(lo, hi]`` with ``lo_open``."""
-    bounds = _bounds(lo, hi, lo_open)
-    valid = "a finite number" + (" " + bounds if bounds else "")
+    valid = _valid("a finite number", lo, hi, lo_open)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _fail(problem, name, valid, value)
     value = float(value)
-    if not math.isfinite(value):
-        raise _fail(problem, name, valid, value)
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        raise _fail(problem, name, valid, value)
-    if hi is not None and value > hi:
+    below = lo is not None and (value < lo or (lo_open and value == lo))
+    if not math.isfinite(value) or below or (hi is not None and value > hi):
         raise _fail(problem, name, valid, value)
     return value
 

@@ -12,6 +12,13 @@ from ._problem import Problem, is_stiff
 from ._registry import register
 
 
+def _positive(problem: str, hi: float, **values: Any) -> dict[str, np.float64]:
+    """Each of ``values`` checked to lie in ``(0, hi]``, as a float64 parameter."""
+    return {
+        key: np.float64(check_float(problem, key, value, lo=0.0, hi=hi, lo_open=True)) for key, value in values.items()
+    }
+
+
 def _lotka_volterra_field(t: float, y: Any, params: dict[str, Any], xp: Any) -> Any:
     prey, predator = y[0], y[1]
     meet = prey * predator
@@ -48,10 +55,7 @@ def lotka_volterra(
         n_save: number of save times, linspace(0, t_end, n_save) (>= 2).
     """
     name = "lotka_volterra"
-    rates = {
-        key: np.float64(check_float(name, key, value, lo=0.0, hi=100.0, lo_open=True))
-        for key, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("delta", delta))
-    }
+    rates = _positive(name, 100.0, alpha=alpha, beta=beta, gamma=gamma, delta=delta)
     t = save_times(name, t_end, n_save)
     return Problem(
         name=name, vector_field=_lotka_volterra_field, y0=np.array([1.0, 1.0]), params=rates, t=t,
@@ -122,10 +126,7 @@ def lorenz(
         n_save: number of save times, linspace(0, t_end, n_save) (>= 2).
     """
     name = "lorenz"
-    params = {
-        key: np.float64(check_float(name, key, value, lo=0.0, hi=1e3, lo_open=True))
-        for key, value in (("sigma", sigma), ("rho", rho), ("beta", beta))
-    }
+    params = _positive(name, 1e3, sigma=sigma, rho=rho, beta=beta)
     t = save_times(name, t_end, n_save, max_t_end=100.0)
     return Problem(
         name=name, vector_field=_lorenz_field, y0=np.array([-8.0, 8.0, 27.0]), params=params, t=t,
@@ -172,15 +173,11 @@ def robertson(*, k1: float = 0.04, k2: float = 3e7, k3: float = 1e4, t_end: floa
         n_save: number of save times, linspace(0, t_end, n_save) (>= 2).
     """
     name = "robertson"
-    rates = [
-        check_float(name, "k1", k1, lo=0.0, hi=1e3, lo_open=True),
-        check_float(name, "k2", k2, lo=0.0, hi=1e10, lo_open=True),
-        check_float(name, "k3", k3, lo=0.0, hi=1e8, lo_open=True),
-    ]
+    rates = {**_positive(name, 1e3, k1=k1), **_positive(name, 1e10, k2=k2), **_positive(name, 1e8, k3=k3)}
     t = save_times(name, t_end, n_save, max_t_end=1e3)
     return Problem(
         name=name, vector_field=_robertson_field, y0=np.array([1.0, 0.0, 0.0]),
-        params={"log_k": np.log(np.array(rates))}, t=t, loss=scaled_mean_square(1.0), stiff=True,
+        params={"log_k": np.log(np.array(list(rates.values())))}, t=t, loss=scaled_mean_square(1.0), stiff=True,
         max_steps=1_000_000,
     )  # fmt: skip
 
@@ -231,11 +228,7 @@ def brusselator(
     """
     name = "brusselator"
     n = check_int(name, "n", n, lo=1, hi=100_000)
-    params = {
-        "A": np.float64(check_float(name, "A", A, lo=0.0, hi=100.0, lo_open=True)),
-        "B": np.float64(check_float(name, "B", B, lo=0.0, hi=100.0, lo_open=True)),
-        "alpha": np.float64(check_float(name, "alpha", alpha, lo=0.0, hi=10.0, lo_open=True)),
-    }
+    params = {**_positive(name, 100.0, A=A, B=B), **_positive(name, 10.0, alpha=alpha)}
     t = save_times(name, t_end, n_save)
     x = np.arange(1, n + 1) / (n + 1)
     y0 = np.concatenate([1.0 + np.sin(2.0 * np.pi * x), np.full(n, 3.0)])

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +95,9 @@ class _Namespace:
     scalar: Callable[[float], Any]
     context: Callable[[], contextlib.AbstractContextManager[Any]]
 
+    def arrays(self, params: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {key: self.array(value) for key, value in params.items()}
+
 
 def _namespace(name: str) -> _Namespace:
     if name == "numpy":
@@ -123,7 +126,7 @@ def _namespaces(problem: Problem) -> tuple[str, ...]:
     return (problem.framework,) if problem.framework else ("numpy", "torch")
 
 
-def _evaluate(problem: Problem, calls: Callable[[_Namespace], Iterator[Any]]) -> list[np.ndarray] | None:
+def _evaluate(problem: Problem, calls: Callable[[_Namespace], list[Any]]) -> list[np.ndarray] | None:
     """The results of ``calls`` in the first namespace that evaluates all of them, or None."""
     for name in _namespaces(problem):
         try:
@@ -135,34 +138,6 @@ def _evaluate(problem: Problem, calls: Callable[[_Namespace], Iterator[Any]]) ->
     return None
 
 
-def _field_values(problem: Problem, probe: Probes) -> Callable[[_Namespace], Iterator[Any]]:
-    def calls(ns: _Namespace) -> Iterator[Any]:
-        for t, y, params in probe.points:
-            inputs = {key: ns.array(value) for key, value in params.items()}
-            yield problem.vector_field(ns.scalar(t), ns.array(y), inputs, ns.xp)
-
-    return calls
-
-
-def _loss_values(problem: Problem, probe: Probes) -> Callable[[_Namespace], Iterator[Any]]:
-    def calls(ns: _Namespace) -> Iterator[Any]:
-        for ys in probe.trajectories:
-            yield problem.loss(ns.array(ys), ns.xp)
-
-    return calls
-
-
-def _solution_values(
-    solution: Callable[..., Any], t: np.ndarray, probe: Probes
-) -> Callable[[_Namespace], Iterator[Any]]:
-    def calls(ns: _Namespace) -> Iterator[Any]:
-        for y0, params in probe.starts:
-            inputs = {key: ns.array(value) for key, value in params.items()}
-            yield solution(ns.array(y0), inputs, t, ns.xp)
-
-    return calls
-
-
 def fingerprint(problem: Problem, reference: dict[str, Any]) -> str | None:
     """The digest of ``problem``'s mathematics and of the ``reference`` configuration that
     computes its reference gradient (see the module docstring).
@@ -171,9 +146,14 @@ def fingerprint(problem: Problem, reference: dict[str, Any]) -> str | None:
     form at the probe inputs: such a problem has no fingerprint, and its reference is not cached.
     """
     probe = probes(problem)
-    groups = [_evaluate(problem, _field_values(problem, probe)), _evaluate(problem, _loss_values(problem, probe))]
-    if problem.analytic and problem.exact_solution is not None:  # only an analytic reference uses it
-        groups.append(_evaluate(problem, _solution_values(problem.exact_solution, problem.t, probe)))
+    field, loss, solution = problem.vector_field, problem.loss, problem.exact_solution
+    calls = [
+        lambda ns: [field(ns.scalar(t), ns.array(y), ns.arrays(p), ns.xp) for t, y, p in probe.points],
+        lambda ns: [loss(ns.array(ys), ns.xp) for ys in probe.trajectories],
+    ]
+    if problem.analytic and solution is not None:  # only an analytic reference uses it
+        calls.append(lambda ns: [solution(ns.array(y0), ns.arrays(p), problem.t, ns.xp) for y0, p in probe.starts])
+    groups = [_evaluate(problem, call) for call in calls]
     if any(group is None for group in groups):
         return None
     facts = {

@@ -54,13 +54,7 @@ def _inputs(problem: Problem, values: dict[str, Any] | None = None):
 
 
 def loss_and_gradient(
-    problem: Problem,
-    *,
-    solver: str,
-    rtol: float,
-    atol: float,
-    save_at: str | None,
-    max_steps: int | None,
+    problem: Problem, *, solver: str, rtol: float, atol: float, save_at: str | None, max_steps: int | None
 ) -> LossGradient:
     """Loss and exact gradient of the discrete diffrax solve (float64, CPU)."""
 
@@ -80,13 +74,7 @@ def loss_and_gradient(
 
 
 def loss_function(
-    problem: Problem,
-    *,
-    solver: str,
-    rtol: float,
-    atol: float,
-    save_at: str | None,
-    max_steps: int | None,
+    problem: Problem, *, solver: str, rtol: float, atol: float, save_at: str | None, max_steps: int | None
 ) -> Callable[[np.ndarray], float]:
     """``f(x) -> loss`` of the flat inputs (:meth:`Problem.flat_inputs` order), for finite differences."""
     loss, _ = _loss_fn(problem, solver, save_at, max_steps)

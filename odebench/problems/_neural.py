@@ -34,6 +34,16 @@ def init_mlp(
     return params
 
 
+def lecun_mlp(rng: np.random.Generator, dim: int, width: int, depth: int) -> tuple[dict[str, np.ndarray], Callable]:
+    """The parameters (LeCun weights, biases N(0, 0.1**2)) and the field ``y' = mlp(y)`` of a tanh MLP."""
+    params = init_mlp(rng, [dim, *[width] * depth, dim], lambda fan_in: fan_in**-0.5, 0.1)
+
+    def vector_field(t: Any, y: Any, params: dict[str, Any], xp: Any) -> Any:
+        return mlp(y, params, depth + 1, xp)
+
+    return params, vector_field
+
+
 @register("neural_mlp")
 def neural_mlp(
     *, dim: int = 4, width: int = 32, depth: int = 2, batch: int = 8, seed: int = 0, t_end: float = 1.0, n_save: int = 2
@@ -68,13 +78,8 @@ def neural_mlp(
     seed = check_int(name, "seed", seed, lo=0)
     t = save_times(name, t_end, n_save)
     rng = np.random.default_rng(seed)
-    params = init_mlp(rng, [dim, *[width] * depth, dim], lambda fan_in: fan_in**-0.5, 0.1)
+    params, vector_field = lecun_mlp(rng, dim, width, depth)
     y0 = rng.standard_normal((batch, dim))
-    n_layers = depth + 1
-
-    def vector_field(t: float, y: Any, params: dict[str, Any], xp: Any) -> Any:
-        return mlp(y, params, n_layers, xp)
-
     return Problem(name=name, vector_field=vector_field, y0=y0, params=params, t=t, loss=mean_square, stiff=False)
 
 

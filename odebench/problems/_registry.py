@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import importlib
 import inspect
 import pickle
@@ -55,10 +56,6 @@ def _docstring_description(fn: Callable) -> str:
     doc = inspect.getdoc(fn) or ""
     text = doc.split("\nArgs:", 1)[0].strip()
     return "\n\n".join(" ".join(par.split()) for par in text.split("\n\n") if par.strip())
-
-
-def _parameters(fn: Callable) -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(fn).parameters)
 
 
 def _call_factory(label: str, fn: Callable, params: dict[str, Any]) -> Problem:
@@ -115,13 +112,10 @@ def register(name: str) -> Callable[[Factory], Factory]:
         if name in _REGISTRY:
             raise ValueError(f"a problem named {name!r} is already registered")
 
+        @functools.wraps(fn)  # inspect.signature follows __wrapped__ to the real parameters
         def factory(**params: Any) -> Problem:
             return _call_factory(name, fn, params)
 
-        # inspect.signature follows it to the real parameters; mypy does not know function attributes
-        factory.__wrapped__ = fn  # type: ignore[attr-defined]
-        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
-            setattr(factory, attr, getattr(fn, attr))
         _REGISTRY[name] = factory
         return factory
 
@@ -214,9 +208,8 @@ def list_problems() -> list[ProblemInfo]:
         factory = _REGISTRY[name]
         problem = factory()
         description = _docstring_description(factory)
-        defaults = {
-            key: p.default for key, p in _parameters(factory).items() if p.default is not inspect.Parameter.empty
-        }
+        parameters = inspect.signature(factory).parameters.values()
+        defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
         infos.append(
             ProblemInfo(
                 name=name,

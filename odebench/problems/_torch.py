@@ -17,10 +17,7 @@ from ._problem import LossGradient, Problem, ProblemError
 
 
 def torch_inputs(
-    problem: Problem,
-    values: dict[str, Any] | None = None,
-    *,
-    requires_grad: bool = True,
+    problem: Problem, values: dict[str, Any] | None = None, *, requires_grad: bool = True
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(y0, params)`` as fresh float64 leaf tensors on the CPU; ``values`` overrides the problem's own."""
     source = {"y0": problem.y0, **problem.params, **(values or {})}
@@ -34,10 +31,10 @@ def torch_inputs(
 def _gradient_dict(problem: Problem, loss: torch.Tensor, y0: torch.Tensor, params: dict[str, torch.Tensor]):
     inputs = [y0, *params.values()]
     grads = torch.autograd.grad(loss, inputs, allow_unused=True)
-    out = {}
-    for key, x, g in zip(problem.gradient_names, inputs, grads, strict=True):
-        out[key] = np.zeros(tuple(x.shape)) if g is None else g.detach().to("cpu", torch.float64).numpy().copy()
-    return out
+    return {
+        key: np.zeros(tuple(x.shape)) if g is None else g.detach().to("cpu", torch.float64).numpy().copy()
+        for key, x, g in zip(problem.gradient_names, inputs, grads, strict=True)
+    }
 
 
 def odeint_problem(

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._checks import check_choice, check_float, check_int, check_odd, save_times
 from ._classic import _lotka_volterra_field
-from ._neural import init_mlp, mlp, rk4_numpy
+from ._neural import lecun_mlp, rk4_numpy
 from ._problem import Problem
 from ._registry import register
 from ._xp import asarray_like, conv2d, logsumexp
@@ -178,16 +178,12 @@ def latent_ode(
     t = np.concatenate([[0.0], np.sort(rng.uniform(0.0, regular[-1], regular.size - 1))])
     if np.any(np.diff(t) <= 0):  # a repeated draw (probability zero in practice): fall back to even spacing
         t = regular
-    params = init_mlp(rng, [latent, *[width] * depth, latent], lambda fan_in: fan_in**-0.5, 0.1)
+    params, vector_field = lecun_mlp(rng, latent, width, depth)
     y0 = rng.standard_normal((batch, latent))
     decoder = rng.normal(0.0, latent**-0.5, (latent, obs_dim))
     frequency = rng.uniform(0.5, 2.0, (batch, obs_dim))
     phase = rng.uniform(0.0, 2 * np.pi, (batch, obs_dim))
     target = np.sin(frequency * t[:, None, None] + phase) + 0.1 * rng.standard_normal((t.size, batch, obs_dim))
-    n_layers = depth + 1
-
-    def vector_field(t: Any, y: Any, params: dict[str, Any], xp: Any) -> Any:
-        return mlp(y, params, n_layers, xp)
 
     def loss(ys: Any, xp: Any) -> Any:
         return xp.mean((ys @ asarray_like(decoder, ys, xp) - asarray_like(target, ys, xp)) ** 2)
