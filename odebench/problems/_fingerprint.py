@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._digest import SEED, encode, function_digest, to_numpy as _to_numpy, uniform as _uniform
+from ._digest import SEED, encode, function_digest, to_numpy, uniform
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._problem import Problem
@@ -64,7 +64,7 @@ def _scale(x: np.ndarray) -> np.ndarray:
 
 def _near(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``x`` moved by about STEP of its size: small, so that stiff fields stay finite."""
-    return x + STEP * _scale(x) * _uniform(rng, x.shape)
+    return x + STEP * _scale(x) * uniform(rng, x.shape)
 
 
 def probes(problem: Problem) -> Probes:
@@ -79,8 +79,8 @@ def probes(problem: Problem) -> Probes:
     trajectories = []
     for _ in range(2):
         # Two random directions mixed with random weights per save time: a cheap path near y0.
-        u, v = _uniform(rng, (2, *y0.shape))
-        a, b = (w.reshape(-1, *([1] * y0.ndim)) for w in _uniform(rng, (2, t.size)))
+        u, v = uniform(rng, (2, *y0.shape))
+        a, b = (w.reshape(-1, *([1] * y0.ndim)) for w in uniform(rng, (2, t.size)))
         trajectories.append(y0 + STEP * _scale(y0) * (a * u + b * v))
     return Probes(points=points, trajectories=tuple(trajectories), starts=((ys[1], ps[1]),))
 
@@ -132,7 +132,7 @@ def _evaluate(problem: Problem, calls: Callable[[_Namespace], list[Any]]) -> lis
         try:
             ns = _namespace(name)
             with ns.context(), np.errstate(all="ignore"):
-                return [_to_numpy(value) for value in calls(ns)]
+                return [to_numpy(value) for value in calls(ns)]
         except Exception:  # noqa: BLE001 - user code may raise anything in a namespace it was not written for
             continue
     return None

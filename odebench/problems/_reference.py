@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import SolverError  # not odebench.ode's re-export: that imports torch
 from . import _fingerprint
 from ._problem import Problem
 from ._solve import loss_and_gradient
@@ -162,8 +163,6 @@ def _describe(settings: dict[str, Any]) -> str:
 
 
 def _tight(problem: Problem) -> tuple[dict[str, np.ndarray], float, float, str]:
-    from .._errors import SolverError  # not odebench.ode's re-export: that imports torch
-
     try:
         tight = loss_and_gradient(problem, **TIGHT)
     except SolverError as exc:
